@@ -1,0 +1,7 @@
+"""``python -m repscope`` runs the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

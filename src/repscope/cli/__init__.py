@@ -1,0 +1,54 @@
+"""The ``repscope`` command: one entry point, one module per subcommand (see docs/ARCHITECTURE.md).
+
+Errors a user can fix print one line (``repscope: error: ...``) and exit with status 2;
+Ctrl-C exits with 130 after finished items have been kept. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from ..errors import RepscopeError
+
+#: Subcommand modules, in the order ``repscope --help`` lists them; missing ones are skipped.
+SUBCOMMANDS = ("zoo", "classify", "invert", "maximize", "caricature", "saliency", "equivariance", "stitch",
+               "report", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand registered."""
+    import repscope
+    parser = argparse.ArgumentParser(prog="repscope", description="What does a visual representation encode?")
+    parser.add_argument("--version", action="version", version=f"repscope {repscope.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        args.run(args)
+    except RepscopeError as err:
+        if debug:
+            raise
+        print(f"repscope: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("repscope: interrupted; finished items are kept (use --resume where offered).", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

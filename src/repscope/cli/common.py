@@ -1,0 +1,92 @@
+"""What every subcommand shares: common options, model/device/seed set-up, the output folder, results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import io
+from ..devices import resolve_device
+from ..errors import OutputError
+from ..models import DEFAULT_MODEL, Model, load
+
+RESULT_FILE, CONFIG_FILE = "result.json", "config.json"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, model: bool = True, out: bool = True) -> None:
+    """Add ``--model --weights --random-init --device --seed --out --overwrite --json --quiet --debug``."""
+    if model:
+        parser.add_argument("--model", default=DEFAULT_MODEL,
+                            help=f"model name (default {DEFAULT_MODEL}; see 'repscope models')")
+        parser.add_argument("--weights", metavar="FILE", help="checkpoint (state dict) to load instead of the default")
+        parser.add_argument("--random-init", action="store_true", help="use random weights on purpose")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if out:
+        parser.add_argument("--out", metavar="DIR", help="output folder (default ./repscope-results/COMMAND)")
+        parser.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty --out")
+    parser.add_argument("--json", action="store_true", help="print the machine-readable result on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def device(args: argparse.Namespace) -> torch.device:
+    """The resolved ``--device``."""
+    return resolve_device(args.device)
+
+
+def seed(args: argparse.Namespace) -> torch.Generator:
+    """Seed torch from ``--seed`` and return a generator seeded the same way."""
+    torch.manual_seed(args.seed)
+    return torch.Generator().manual_seed(args.seed)
+
+
+def load_model(args: argparse.Namespace) -> Model:
+    """The model named by ``--model`` (with ``--weights`` / ``--random-init``) on ``--device``."""
+    return load(args.model, weights=args.weights, device=device(args), random_init=args.random_init)
+
+
+def output_dir(args: argparse.Namespace, *, resume: bool = False) -> Path:
+    """The ``--out`` folder, created; an existing non-empty one is refused unless ``--overwrite`` (or resuming)."""
+    out = Path(args.out) if args.out else Path("repscope-results") / args.command
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out '{out}' exists and is not a folder. Choose another --out.")
+    if out.is_dir() and any(out.iterdir()) and not (args.overwrite or resume):
+        raise OutputError(f"output folder '{out}' is not empty. Pass --overwrite, or choose another --out.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".repscope-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OutputError(f"cannot write to '{out}': {err.strerror}. Choose a writable --out.") from None
+    return out
+
+
+def config(args: argparse.Namespace) -> dict:
+    """The resolved configuration of this run (every option, the resolved device, versions)."""
+    import repscope
+    settings = {k: v for k, v in vars(args).items() if k != "run" and not callable(v)}
+    settings["device_resolved"] = str(device(args))
+    settings["versions"] = {"repscope": repscope.__version__, "torch": torch.__version__}
+    settings["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return settings
+
+
+def finish(args: argparse.Namespace, result: object, out: Path | None, summary: list[str]) -> None:
+    """Write ``result.json`` and ``config.json`` into ``out`` (if any); print the JSON or the summary."""
+    if out is not None:
+        io.write_json(out / RESULT_FILE, result)
+        io.write_json(out / CONFIG_FILE, config(args))
+    if args.json:
+        print(json.dumps(result, indent=2, default=io._json_default))
+    elif not args.quiet:
+        for line in summary:
+            print(line)
+        if out is not None:
+            print(f"results written to {out}/", file=sys.stderr)

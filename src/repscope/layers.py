@@ -1,0 +1,175 @@
+"""Layers by name, and the truncated forward pass that every engine uses.
+
+A layer is addressed by its ``named_modules()`` name (``blocks.3``, ``features.10``) or by the
+aliases ``input`` (the normalised network input) and ``logits`` (the network output).
+:func:`features` captures the outputs of the requested layers with forward hooks and stops the
+forward pass as soon as the last of them has been computed, so later layers never run. Captured
+values are cloned when later operations could modify them in place, and stay on the autograd graph.
+
+Example:
+    >>> from repscope import models, images, layers            # doctest: +SKIP
+    >>> model = models.load("efficientnet_lite0")              # doctest: +SKIP
+    >>> x, _ = images.load_images("sample:chelsea", size=224)  # doctest: +SKIP
+    >>> feats = layers.features(model, x, ["blocks.1", "blocks.3"])   # doctest: +SKIP
+    >>> phi = layers.Representation(model, "blocks.3")         # Φ: images01 -> (N, 40, 28, 28)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .errors import LayerError, ShapeError, unknown
+from .models import Model, as_model
+
+INPUT, LOGITS = "input", "logits"
+
+
+class _StopForward(Exception):
+    """Raised from a hook once every requested layer has been captured."""
+
+
+def layer_names(model: Model | nn.Module) -> list[str]:
+    """Every addressable layer: ``input``, each named submodule in definition order, ``logits``."""
+    module = as_model(model).module
+    return [INPUT] + [name for name, _ in module.named_modules() if name] + [LOGITS]
+
+
+def get_module(model: Model | nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; :class:`LayerError` naming the three closest names if none."""
+    module = as_model(model).module
+    found = dict(module.named_modules()).get(name) if name else None
+    if found is None:
+        raise LayerError(unknown("layer", name, layer_names(model), "Run 'repscope layers MODEL' for the list."))
+    return found
+
+
+def _check_layer_names(model: Model, names: Sequence[str]) -> None:
+    for name in names:
+        if name not in (INPUT, LOGITS):
+            get_module(model, name)
+
+
+def _as_tensor_output(name: str, output: object) -> torch.Tensor:
+    """A module's output as one tensor (the first tensor of a tuple/list output)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    raise LayerError(f"layer '{name}' returns {type(output).__name__}, not a tensor. Pick one of its submodules.")
+
+
+def check_images(images01: torch.Tensor) -> None:
+    """Refuse anything that is not a finite ``(N, 3, H, W)`` floating-point batch."""
+    if not isinstance(images01, torch.Tensor) or images01.dim() != 4 or images01.shape[1] != 3:
+        shape = tuple(images01.shape) if isinstance(images01, torch.Tensor) else type(images01).__name__
+        raise ShapeError(f"expected images of shape (N, 3, H, W), got {shape}. Add a batch dimension / convert to RGB.")
+    if not images01.is_floating_point():
+        raise ShapeError(f"expected floating-point images in [0, 1], got {images01.dtype}. Divide uint8 images by 255.")
+    if not torch.isfinite(images01).all():
+        raise ShapeError("images contain NaN or Inf values. Check how they were produced.")
+
+
+def features(model: Model | nn.Module, images01: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
+    """Outputs of ``layers`` for ``images01`` ``(N, 3, H, W)`` in [0, 1], computing nothing after the last one.
+
+    Args:
+        model: a :class:`~repscope.models.Model` (or bare ``nn.Module``, identity preprocessing).
+        images01: the image batch; gradients flow back to it if it requires grad.
+        layers: one name or several (module names, ``input``, ``logits``).
+
+    Returns:
+        ``{name: tensor}``; module outputs are from the module's first call in the forward pass.
+    """
+    model = as_model(model)
+    names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
+    if not names:
+        raise LayerError("no layer requested. Name at least one layer (see 'repscope layers MODEL').")
+    _check_layer_names(model, names)
+    check_images(images01)
+    inputs = model.preprocessing.normalize(images01)
+    captured: dict[str, torch.Tensor] = {}
+    pending = {n for n in names if n not in (INPUT, LOGITS)}
+    stop_early = LOGITS not in names
+    if INPUT in names:
+        captured[INPUT] = inputs.clone() if pending or not stop_early else inputs
+    if not pending and stop_early:
+        return captured
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _args: tuple, output: object) -> None:
+            if name in captured:
+                return
+            tensor = _as_tensor_output(name, output)
+            pending.discard(name)
+            last = stop_early and not pending
+            captured[name] = tensor if last else tensor.clone()
+            if last:
+                raise _StopForward
+        return hook
+
+    modules = dict(model.module.named_modules())
+    handles = [modules[n].register_forward_hook(make_hook(n)) for n in pending]
+    try:
+        output = model.module(inputs)
+        if LOGITS in names:
+            captured[LOGITS] = _as_tensor_output(LOGITS, output)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [n for n in names if n not in captured]
+    if missing:
+        raise LayerError(f"layer(s) {', '.join(missing)} never ran in the forward pass. Pick layers that are used.")
+    return {n: captured[n] for n in names}
+
+
+class Representation(nn.Module):
+    """Φ: images ``(N, 3, H, W)`` in [0, 1] -> the output of one layer, by a truncated forward pass.
+
+    Attributes:
+        model: the :class:`~repscope.models.Model`.
+        layer: the layer name.
+        stride: input pixels per feature cell at the model's input size (``None`` for vectors).
+        receptive_field: side in pixels of one feature cell's receptive field (clipped to the input).
+    """
+
+    def __init__(self, model: Model | nn.Module, layer: str):
+        super().__init__()
+        model = as_model(model)
+        if layer not in (INPUT, LOGITS):
+            get_module(model, layer)
+        self.model = model
+        self.net = model.module
+        self.layer = layer
+        self._info = None
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        return features(self.model, images01, [self.layer])[self.layer]
+
+    def _layer_info(self):
+        if self._info is None:
+            from .layer_info import describe
+            self._info = describe(self.model, only=[self.layer])[0]
+        return self._info
+
+    @property
+    def stride(self) -> int | None:
+        return self._layer_info().stride
+
+    @property
+    def receptive_field(self) -> int | None:
+        return self._layer_info().receptive_field
+
+    def extra_repr(self) -> str:
+        return f"model={self.model.name!r}, layer={self.layer!r}"
+
+
+def representation(model: Model | nn.Module, layer: str) -> Representation:
+    """Shorthand for :class:`Representation` ``(model, layer)``."""
+    return Representation(model, layer)
