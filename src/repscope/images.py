@@ -91,6 +91,8 @@ def decode_image(data: bytes, label: str = "image") -> torch.Tensor:
                          "Use a PNG or JPEG file.") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"'{label}' is corrupt or truncated ({err}). Re-export the image.") from None
+    if not np.isfinite(array).all():
+        raise ImageError(f"'{label}' holds NaN or infinite pixel values. Re-export it as 8- or 16-bit.")
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 

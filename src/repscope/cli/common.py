@@ -35,6 +35,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, model: bool = True,
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """``--resume``: continue an interrupted sweep in the same ``--out``, skipping finished items."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in the same --out, skipping finished items")
+
+
 def device(args: argparse.Namespace) -> torch.device:
     """The resolved ``--device``."""
     return resolve_device(args.device)
@@ -51,8 +57,9 @@ def load_model(args: argparse.Namespace) -> Model:
     return load(args.model, weights=args.weights, device=device(args), random_init=args.random_init)
 
 
-def output_dir(args: argparse.Namespace, *, resume: bool = False) -> Path:
+def output_dir(args: argparse.Namespace, *, resume: bool | None = None) -> Path:
     """The ``--out`` folder, created; an existing non-empty one is refused unless ``--overwrite`` (or resuming)."""
+    resume = getattr(args, "resume", False) if resume is None else resume
     out = Path(args.out) if args.out else Path("repscope-results") / args.command
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out '{out}' exists and is not a folder. Choose another --out.")

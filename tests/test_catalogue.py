@@ -1,0 +1,144 @@
+"""The bad-input catalogue (issue 9): each case exits non-zero with one line naming the fix, or is handled.
+
+Cases are table-driven: ``make(tmp_path)`` builds the input and returns the command line; the
+expected fragment must appear in the single ``repscope: error:`` line on stderr. The README's
+reliability table lists the same cases.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from repscope.cli import main
+
+
+def _png(path, array):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def _jpeg_bytes(size=(64, 64)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "blue").save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return str(path)
+
+
+def _bomb(tmp):
+    Image.new("L", (10000, 10000)).save(tmp / "bomb.png")  # 100 Mpx of one value: a few KB on disk
+    return str(tmp / "bomb.png")
+
+
+def _evil_checkpoint(tmp):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran",))
+    return _write(tmp / "evil.pth", pickle.dumps({"w": Exploit()}))
+
+
+def _partial_checkpoint(tmp):
+    state = torchvision.models.alexnet().state_dict()
+    state.pop("classifier.6.weight")
+    state["unexpected.bias"] = torch.zeros(3)
+    torch.save(state, tmp / "partial.pth")
+    return str(tmp / "partial.pth")
+
+
+def _tensor_checkpoint(tmp):
+    torch.save(torch.zeros(3), tmp / "tensor.pth")
+    return str(tmp / "tensor.pth")
+
+
+def _empty_folder(tmp):
+    (tmp / "empty").mkdir()
+    (tmp / "empty" / "readme.txt").write_text("no images here")
+    return str(tmp / "empty")
+
+
+def _nan_tiff(tmp):
+    Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32)).save(tmp / "nan.tif")
+    return str(tmp / "nan.tif")
+
+
+ALEX = ["--model", "torchvision:alexnet"]
+
+#: (case id, builder of the command line, fragment expected in the one-line error)
+ERROR_CASES = [
+    ("missing-image", lambda t: ["classify", str(t / "nope.png")], "does not exist"),
+    ("empty-image", lambda t: ["classify", _write(t / "empty.png", b"")], "empty"),
+    ("corrupt-image", lambda t: ["classify", _write(t / "bad.png", b"\x89PNG\r\n\x1a\nxx")], "not an image"),
+    ("truncated-jpeg", lambda t: ["classify", _write(t / "cut.jpg", _jpeg_bytes()[:300])], "truncated"),
+    ("text-with-image-extension", lambda t: ["classify", _write(t / "notes.jpg", b"hello world")], "not an image"),
+    ("decompression-bomb", lambda t: ["classify", _bomb(t)], "too large"),
+    ("nan-float-tiff", lambda t: ["classify", _nan_tiff(t)], "NaN"),
+    ("folder-without-images", lambda t: ["classify", _empty_folder(t)], "no image files"),
+    ("unknown-sample", lambda t: ["classify", "sample:chelsey"], "closest: chelsea"),
+    ("unknown-model", lambda t: ["classify", "sample:chelsea", "--model", "efficientnet_lite3"],
+     "closest: efficientnet_lite"),
+    ("unknown-torchvision-model", lambda t: ["layers", "torchvision:resnet51"], "closest: resnet"),
+    ("unknown-timm-model", lambda t: ["layers", "timm:efficientnet_b99"], "unknown timm model"),
+    ("no-offline-weights", lambda t: ["layers", "torchvision:resnet18"], "--weights"),
+    ("missing-weights-file", lambda t: ["layers", "torchvision:alexnet", "--weights", str(t / "w.pth")],
+     "does not exist"),
+    ("pickle-with-code", lambda t: ["layers", "torchvision:alexnet", "--weights", _evil_checkpoint(t)], "refused"),
+    ("state-dict-missing-extra-keys", lambda t: ["layers", "torchvision:alexnet", "--weights",
+                                                 _partial_checkpoint(t)], "classifier.6.weight"),
+    ("checkpoint-not-a-state-dict", lambda t: ["layers", "torchvision:alexnet", "--weights",
+                                               _tensor_checkpoint(t)], "no state dict"),
+    ("truncated-checkpoint", lambda t: ["layers", "torchvision:alexnet", "--weights",
+                                        _write(t / "cut.pth", b"PK\x03\x04broken")], "cannot read checkpoint"),
+    ("classify-model-without-classes", lambda t: ["classify", "sample:chelsea", "--model", "hog"], "no class names"),
+    ("top-k-out-of-range", lambda t: ["classify", "sample:chelsea", "--top", "1001"], "out of range"),
+    ("cuda-without-cuda", lambda t: ["classify", "sample:chelsea", "--device", "cuda"], "--device cpu"),
+    ("unknown-device", lambda t: ["classify", "sample:chelsea", "--device", "tpu"], "unknown device"),
+]
+
+
+@pytest.mark.parametrize("case, make, fragment", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_error_case(case, make, fragment, tmp_path, capsys, monkeypatch):
+    if case == "cuda-without-cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    monkeypatch.chdir(tmp_path)
+    argv = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("repscope: error:"), err
+    assert fragment in lines[0], lines[0]
+    assert "code ran" not in out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no partial file
+
+
+HANDLED_CASES = [
+    ("one-pixel-image", lambda t: _png(t / "one.png", np.array([[[200, 10, 10]]], dtype=np.uint8))),
+    ("16-bit-png", lambda t: _png(t / "deep.png", (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))),
+    ("palette-png", lambda t: (Image.new("RGB", (32, 32), "red").convert("P").save(t / "p.png"), str(t / "p.png"))[1]),
+    ("alpha-png", lambda t: (Image.new("RGBA", (32, 32), (255, 0, 0, 128)).save(t / "a.png"), str(t / "a.png"))[1]),
+    ("cmyk-jpeg", lambda t: (Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(t / "c.jpg"), str(t / "c.jpg"))[1]),
+    ("png-named-jpg", lambda t: (Image.new("RGB", (32, 32), "green").save(t / "g.jpg", format="PNG"),
+                                 str(t / "g.jpg"))[1]),
+]
+
+
+@pytest.mark.parametrize("case, make", HANDLED_CASES, ids=[c[0] for c in HANDLED_CASES])
+def test_handled_case_classifies(case, make, tmp_path, capsys):
+    code = main(["classify", make(tmp_path), "--top", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (item,) = json.loads(out)
+    assert 0 <= item["top"][0]["index"] < 1000 and 0 < item["top"][0]["prob"] <= 1
