@@ -85,7 +85,7 @@ def config(args: argparse.Namespace) -> dict:
     return settings
 
 
-def finish(args: argparse.Namespace, result: object, out: Path | None, summary: list[str]) -> None:
+def finish(args: argparse.Namespace, result: object, out: Path | None, summary: list[str] | None = None) -> None:
     """Write ``result.json`` and ``config.json`` into ``out`` (if any); print the JSON or the summary."""
     if out is not None:
         io.write_json(out / RESULT_FILE, result)
@@ -93,7 +93,7 @@ def finish(args: argparse.Namespace, result: object, out: Path | None, summary: 
     if args.json:
         print(json.dumps(result, indent=2, default=io._json_default))
     elif not args.quiet:
-        for line in summary:
+        for line in summary or []:
             print(line)
         if out is not None:
             print(f"results written to {out}/", file=sys.stderr)
