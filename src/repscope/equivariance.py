@@ -1,0 +1,467 @@
+"""Equivariance and invariance of a representation, measured per layer (Lenc & Vedaldi).
+
+Lenc & Vedaldi, "Understanding Image Representations by Measuring Their Equivariance and
+Equivalence", CVPR 2015 / IJCV 2018. A representation Φ is *equivariant* to an image transform g
+when a simple map M_g predicts Φ(g x) from Φ(x), and *invariant* when M_g is the identity. For a
+feature map, M_g is the same geometric transform g' on the map's grid (through the layer's stride,
+:mod:`repscope.transforms`) after a channel map W (1×1, or k×k with ``kernel=k``)::
+
+    Φ(g x) ≈ M_g Φ(x) = g'(W Φ(x))
+
+The grid of g' (stride ``s`` and offset ``o`` of each layer, see :mod:`repscope.transforms`) is
+measured at the crop size from the gradient support of two neighbouring cells (their receptive
+fields); where receptive fields are clipped by the crop, the layer-table stride and a map centred on
+the image are assumed. Crops of ``64·j + 1`` pixels keep "same"-padded networks centred.
+
+``error`` (held-out images, valid cells only)::
+
+    error = Σ ‖Φ(g x) − M_g Φ(x)‖² / Σ ‖Φ(g x)‖²
+
+for four maps: ``invariant`` (M_g = I, no warp), ``warp`` (W = I), ``permutation`` (W the channel
+permutation maximising the correlation, by ``scipy.optimize.linear_sum_assignment``) and ``learned``
+(W by streaming ridge regression, :mod:`repscope.regression`, λ chosen on held-out photos of the fit set).
+
+``agreement``: ψ is the rest of the network after the layer. Compensated features
+Ŵ g'⁻¹ Φ(g x), with Ŵ fitted to map them back to Φ(x), go through ψ; agreement is the fraction of
+held-out images whose top-1 class equals that of ψ(Φ(x)). ``uncompensated`` (= ``invariant``) feeds
+ψ(Φ(g x)) unchanged. ψ is the model run with a forward hook on the layer that replaces its output
+(exact for chain-like networks; skip paths that jump over the layer see g x).
+
+Data stream: fitting never holds more than one batch of features (memory independent of the number of
+images, time linear in it). The default data are the shipped sample photos expanded into seeded
+random crops and rescales, split into fit and held-out sets *by source photo* (:func:`crop_data`).
+
+Example:
+    >>> from repscope.equivariance import crop_data, equivariance
+    >>> from repscope.hog import hog_from_name
+    >>> fit, test = crop_data(n_fit=16, n_test=8, size=64)      # sample photos, split by photo
+    >>> phi = hog_from_name("hog:dalal-triggs,orientations=8,cell=8")
+    >>> row = equivariance(phi, "rot90", fit=fit, test=test, margin=1)
+    >>> row.error["permutation"] < 0.05 < row.error["invariant"]  # rot90 permutes 8 unsigned bins
+    True
+    >>> from repscope import models                                # doctest: +SKIP
+    >>> fit, test = crop_data(n_fit=96, n_test=48, size=129)       # doctest: +SKIP
+    >>> rows = equivariance_layers(models.load("efficientnet_lite0"), "vflip", ["blocks.0", "blocks.1"],
+    ...                            fit=fit, test=test)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ImageError, ShapeError
+from .regression import DEFAULT_ALPHAS, StreamingRidge, apply_map, select_ridge, stack_neighbours, to_rows
+from .transforms import Transform, measure_grids, parse_transform
+
+VARIANTS = ("invariant", "warp", "permutation", "learned")
+MAX_REGRESSION_WIDTH = 4096
+
+Extract = Callable[[Tensor], dict[str, Tensor]]
+Psi = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class LayerEquivariance:
+    """Equivariance of one layer under one transform (every number on held-out images).
+
+    Attributes:
+        layer: layer name. shape: feature shape ``(C, h, w)`` or ``(D,)`` at the crop size.
+        stride: input pixels per cell used for g'. transform: the transform's name.
+        error: ``{variant: error}`` for :data:`VARIANTS`.
+        agreement: ``{variant: top-1 agreement}`` plus ``"uncompensated"``; None without ψ.
+        lam: λ of the learned forward map. permutation: best channel permutation, ``W[j] = Φ[perm[j]]``.
+        offset: measured pixel centre ``(o_y, o_x)`` of cell (0, 0)'s receptive field used by g', or None
+            where the map is assumed centred on the image (vectors; receptive fields wider than the crop).
+        n_fit, n_test: images used to fit and to measure.
+    """
+
+    layer: str
+    shape: tuple[int, ...]
+    stride: float
+    transform: str
+    error: dict[str, float]
+    agreement: dict[str, float] | None
+    lam: float
+    permutation: list[int] = field(repr=False)
+    n_fit: int = 0
+    n_test: int = 0
+    offset: tuple[float, float] | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+class Crops:
+    """A re-iterable, seeded stream of random square crops/rescales of source images.
+
+    Args:
+        sources: image specs (files, ``sample:NAME``) or tensors ``(3, H, W)`` in [0, 1].
+        n: number of crops. size: side of each crop in pixels. seed: crop positions and sizes.
+        batch_size: crops per yielded batch. scale: range of the crop side as a fraction of the
+            source's shorter side.
+
+    Yields:
+        ``(images (B, 3, size, size) in [0, 1], source index (B,))``; only one source is decoded at a time.
+    """
+
+    def __init__(self, sources: Sequence, n: int, size: int = 128, *, seed: int = 0, batch_size: int = 16,
+                 scale: tuple[float, float] = (0.3, 1.0)):
+        if not sources:
+            raise ImageError("no source images for crops. Name image files, a folder, or sample:NAME.")
+        self.sources, self.n, self.size, self.seed = list(sources), int(n), int(size), int(seed)
+        self.batch_size, self.scale = int(batch_size), scale
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed)
+        batch, owners = [], []
+        for src_index in range(len(self.sources)):
+            count = self.n // len(self.sources) + (src_index < self.n % len(self.sources))
+            if count == 0:
+                continue
+            image = self._load(self.sources[src_index])
+            h, w = image.shape[-2:]
+            for _ in range(count):
+                u = float(torch.empty(()).uniform_(*self.scale, generator=gen))
+                side = max(8, int(round(min(h, w) * u)))
+                top = int(torch.randint(0, h - side + 1, (), generator=gen))
+                left = int(torch.randint(0, w - side + 1, (), generator=gen))
+                patch = image[None, :, top:top + side, left:left + side]
+                batch.append(F.interpolate(patch, size=(self.size, self.size), mode="bilinear",
+                                           antialias=side > self.size, align_corners=False).clamp(0, 1)[0])
+                owners.append(src_index)
+                if len(batch) == self.batch_size:
+                    yield torch.stack(batch), torch.tensor(owners)
+                    batch, owners = [], []
+        if batch:
+            yield torch.stack(batch), torch.tensor(owners)
+
+    @staticmethod
+    def _load(source) -> Tensor:
+        if isinstance(source, Tensor):
+            return source.float()
+        from .images import load_image
+
+        return load_image(source)
+
+
+def crop_data(images=None, *, n_fit: int = 96, n_test: int = 48, size: int = 129, seed: int = 0,
+              held_out: float = 0.3, batch_size: int = 16) -> tuple[Crops, Crops]:
+    """Fit and held-out crop streams, split by source photo (no photo is in both).
+
+    Args:
+        images: files, folders or ``sample:NAME`` (default: the shipped natural sample photos).
+        n_fit, n_test: crops in each stream. seed: split and crops.
+        size: crop side in pixels. Sizes ``64·j + 1`` (65, 129, 193, 257) keep every stride-2 stage of a
+            "same"-padded network (EfficientNet-Lite) centred on the image, so flips and 90° rotations
+            are exact cell permutations of each feature map.
+        held_out: fraction of the source photos kept for the held-out stream (at least one).
+    """
+    from .images import NATURAL_SAMPLES, expand_specs
+
+    specs = expand_specs(images) if images is not None else [f"sample:{n}" for n in NATURAL_SAMPLES]
+    if len(specs) < 2:
+        raise ImageError(f"equivariance needs at least 2 source images to split fit/held-out, got {len(specs)}. "
+                         "Give a folder with more images.")
+    order = torch.randperm(len(specs), generator=torch.Generator().manual_seed(seed)).tolist()
+    k = min(len(specs) - 1, max(1, round(held_out * len(specs))))
+    test, fit = [specs[i] for i in order[:k]], [specs[i] for i in order[k:]]
+    return (Crops(fit, n_fit, size, seed=seed + 1, batch_size=batch_size),
+            Crops(test, n_test, size, seed=seed + 2, batch_size=batch_size))
+
+
+# ---- the rest of the network ----------------------------------------------------------------------
+def rest_of_network(model, layer: str) -> Psi:
+    """ψ for ``layer``: ``psi(images01, features) -> logits``, the model with the layer's output replaced.
+
+    The replacement is a forward hook returning ``features``; it is removed when the call returns,
+    even after an exception. ``images01`` feeds everything before the layer (and skip paths around it).
+    """
+    from .layers import INPUT, LOGITS, get_module
+    from .models import as_model
+
+    model = as_model(model)
+    if layer == LOGITS:
+        return lambda images01, feats: feats
+    if layer == INPUT:
+        return lambda images01, feats: model.module(feats)
+    module = get_module(model, layer)
+
+    def psi(images01: Tensor, feats: Tensor) -> Tensor:
+        handle = module.register_forward_hook(lambda _m, _a, _o: feats)
+        try:
+            return model(images01)
+        finally:
+            handle.remove()
+
+    return psi
+
+
+# ---- engine -------------------------------------------------------------------------------------
+def equivariance_layers(model, transform: str | Transform, layers: Sequence[str], *, fit: Crops, test: Crops,
+                        kernel: int = 1, margin: int = 0, agreement: bool = True,
+                        alphas: Sequence[float] = DEFAULT_ALPHAS, progress: bool = False) -> list[LayerEquivariance]:
+    """Measure equivariance of several layers of ``model`` (one forward pass per batch for all of them).
+
+    Args:
+        model: a :class:`~repscope.models.Model` or ``nn.Module``.
+        transform: a :class:`~repscope.transforms.Transform` or its name (``"vflip"``, ``"rot:45"``).
+        layers: layer names (``blocks.1``, ``logits``).
+        fit, test: image streams (:func:`crop_data`).
+        kernel: spatial support ``k`` of the channel map W (odd). margin: border cells ignored.
+        agreement: also measure top-1 agreement through ψ (needs a classifier).
+        alphas: relative ridge strengths tried, λ = α · trace(C_xx) / d (see :mod:`repscope.regression`);
+            the one with the lowest error on held-out photos of the fit stream is used.
+        progress: show a progress bar.
+
+    Returns:
+        one :class:`LayerEquivariance` per layer, in order.
+    """
+    from .layers import features
+    from .models import as_model
+
+    model = as_model(model)
+    names = list(dict.fromkeys(layers))
+    psis = {n: rest_of_network(model, n) for n in names} if agreement else None
+    strides = _layer_strides(model, names)
+    return _measure(lambda x: features(model, x, names), parse_transform(transform), names, fit, test,
+                    kernel=kernel, margin=margin, alphas=alphas, psis=psis, strides=strides,
+                    classify=model if agreement else None, owner=model, progress=progress)
+
+
+def equivariance(representation: Callable[[Tensor], Tensor], transform: str | Transform, *, fit: Crops,
+                 test: Crops, kernel: int = 1, margin: int = 0, agreement: bool = True,
+                 alphas: Sequence[float] = DEFAULT_ALPHAS, progress: bool = False) -> LayerEquivariance:
+    """Measure equivariance of one representation Φ (a layer's ``Representation``, HOG, any callable).
+
+    Agreement is measured when Φ has ``model`` and ``layer`` attributes (a
+    :class:`~repscope.layers.Representation`) and ``agreement`` is true. The grid of g' is measured
+    (:func:`~repscope.transforms.measure_grids`); where it cannot be, Φ's ``stride`` attribute (else
+    ``crop size / map height``) and a centred map are used. Other arguments as in :func:`equivariance_layers`.
+    """
+    name = getattr(representation, "layer", type(representation).__name__)
+    has_psi = agreement and hasattr(representation, "model") and hasattr(representation, "layer")
+    psis = {name: rest_of_network(representation.model, name)} if has_psi else None
+    stride = getattr(representation, "stride", None)
+    return _measure(lambda x: {name: representation(x)}, parse_transform(transform), [name], fit, test,
+                    kernel=kernel, margin=margin, alphas=alphas, psis=psis, strides={name: (stride, None)},
+                    classify=representation.model if has_psi else None,
+                    owner=getattr(representation, "model", representation), progress=progress)[0]
+
+
+@dataclass
+class _Fits:
+    fwd: tuple[StreamingRidge, StreamingRidge]  # (train, val) for g'(W Φ(x)) ≈ Φ(gx)
+    bwd: tuple[StreamingRidge, StreamingRidge]  # (train, val) for Ŵ g'⁻¹ Φ(gx) ≈ Φ(x)
+    shape: tuple[int, ...]
+    stride: float
+    offset: tuple[float, float] | None = None  # pixel centre of cell 0's receptive field; None: centred
+    image_size: tuple[int, int] | None = None
+
+
+def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test: Crops, *, kernel: int,
+             margin: int, alphas, psis: dict[str, Psi] | None, strides: dict, classify, owner, progress: bool
+             ) -> list[LayerEquivariance]:
+    from .progress import progress as bar
+
+    ginv = g.inverse()
+    device = _device_of(classify if classify is not None else owner)
+    fits: dict[str, _Fits] = {}
+    val_sources = _validation_sources(fit)
+    n_fit = 0
+    with torch.no_grad():
+        for x, owners in bar(fit, total=-(-len(fit) // fit.batch_size), desc="fit", quiet=not progress):
+            x = x.to(device)
+            feats_x, feats_gx = _pair(extract, x, g(x))
+            is_val = torch.tensor([int(o) in val_sources for o in owners]) if val_sources else \
+                (torch.arange(n_fit, n_fit + len(x)) % 4 == 3)
+            n_fit += len(x)
+            for name in names:
+                fx, fgx = feats_x[name], feats_gx[name]
+                if name not in fits:
+                    fits[name] = _new_fits(fx, kernel, _stride(x, fx, strides.get(name)))
+                    fits[name].image_size = tuple(x.shape[-2:])
+                    if name == names[-1]:  # all layers known: measure strides and offsets
+                        for layer, (stride, offset) in measure_grids(extract, names, x).items():
+                            fits[layer].stride, fits[layer].offset = float(stride), offset
+                for part, sel in ((0, ~is_val), (1, is_val)):
+                    if sel.any():
+                        sel = sel.to(fx.device)
+                        _accumulate(fits[name], part, fx[sel], fgx[sel], g, ginv, kernel, margin)
+        maps = {name: _solve(f, kernel, alphas) for name, f in fits.items()}
+        sums = {name: dict.fromkeys(VARIANTS, 0.0) | {"total": 0.0} for name in names}
+        hits = {name: dict.fromkeys(VARIANTS[1:] + ("uncompensated",), 0) for name in names}
+        n_test = 0
+        for x, _ in bar(test, total=-(-len(test) // test.batch_size), desc="measure", quiet=not progress):
+            x = x.to(device)
+            gx = g(x)
+            feats_x, feats_gx = _pair(extract, x, gx)
+            n_test += len(x)
+            if psis is not None:
+                reference = classify(x).argmax(1)
+                shifted = classify(gx).argmax(1)
+            for name in names:
+                fx, fgx = feats_x[name], feats_gx[name]
+                _errors(sums[name], maps[name], fits[name], fx, fgx, g, kernel, margin)
+                if psis is not None:
+                    hits[name]["uncompensated"] += int((shifted == reference).sum())
+                    for variant, comp in _compensated(maps[name], fits[name], fgx, ginv, kernel).items():
+                        hits[name][variant] += int((psis[name](gx, comp).argmax(1) == reference).sum())
+    rows = []
+    for name in names:
+        s, m = sums[name], maps[name]
+        error = {v: s[v] / max(s["total"], 1e-30) for v in VARIANTS}
+        agree = None
+        if psis is not None:
+            agree = {v: hits[name][v] / max(n_test, 1) for v in hits[name]}
+            agree = {"invariant": agree["uncompensated"], **agree}
+        rows.append(LayerEquivariance(name, fits[name].shape, fits[name].stride, g.name, error, agree,
+                                      m["lam"], m["perm"].tolist(), n_fit, n_test, fits[name].offset))
+    return rows
+
+
+def _pair(extract: Extract, x: Tensor, gx: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Φ(x) and Φ(g x) from one forward pass."""
+    both = extract(torch.cat([x, gx]))
+    return ({k: v[: len(x)] for k, v in both.items()}, {k: v[len(x):] for k, v in both.items()})
+
+
+def _new_fits(fx: Tensor, kernel: int, stride) -> _Fits:
+    if fx.dim() not in (2, 4):
+        raise ShapeError(f"features must be (N, C, h, w) or (N, D), got {tuple(fx.shape)}. Pick another layer.")
+    if fx.dim() == 2 and kernel != 1:
+        raise ShapeError("kernel > 1 needs spatial features; this layer gives vectors. Use kernel=1.")
+    c = fx.shape[1]
+    width = c * kernel * kernel
+    if width > MAX_REGRESSION_WIDTH:
+        raise ShapeError(f"a {kernel}x{kernel} map on {c} channels has {width} inputs (over {MAX_REGRESSION_WIDTH}). "
+                         "Use kernel=1 for this layer.")
+    if isinstance(stride, (tuple, list)):
+        if len(set(stride)) != 1:
+            raise ShapeError(f"non-square strides {tuple(stride)} are not supported. Use square cells/strides.")
+        stride = stride[0]
+    acc = lambda: StreamingRidge(width, c, device=fx.device)  # noqa: E731
+    return _Fits((acc(), acc()), (acc(), acc()), tuple(fx.shape[1:]), float(stride))
+
+
+def _layer_strides(model, names: list[str]) -> dict[str, tuple]:
+    """``{name: (stride, map height at the model's input size)}`` from the layer table (HOG: its own
+    ``stride``, height None); ``(None, None)`` if unknown."""
+    from .layer_info import describe
+
+    own = getattr(model.module, "stride", None)
+    try:
+        table = {r.name: (r.stride, r.shape[-2] if len(r.shape) == 3 else None)
+                 for r in describe(model, only=names, receptive_fields=False)}
+    except Exception:  # noqa: BLE001 - an exotic module: fall back to crop size / map size
+        table = {}
+    return {n: ((own, None) if n == "logits" and own else table.get(n, (None, None))) for n in names}
+
+
+def _stride(x: Tensor, fx: Tensor, known: tuple) -> float | tuple:
+    """The known stride, unless the map has the same height at the model's size as at this crop's
+    (adaptive pooling: the stride depends on the image size), or none is known: then ``H / h``."""
+    stride, height_at_model_size = known
+    if fx.dim() != 4:
+        return 1.0
+    if stride is None or height_at_model_size == fx.shape[-2]:
+        return x.shape[-2] / fx.shape[-2]
+    return stride
+
+
+def _warp(t: Transform, f: Tensor, fits: _Fits, margin: int = 0) -> tuple[Tensor, Tensor]:
+    image_size = fits.image_size if fits.offset is not None else None
+    out, mask = t.warp(f, stride=fits.stride, offset=fits.offset, image_size=image_size)
+    return out, _erode(mask, margin) if f.dim() == 4 else mask
+
+
+def _accumulate(fits: _Fits, part: int, fx, fgx, g, ginv, kernel, margin) -> None:
+    pred, mask = _warp(g, stack_neighbours(fx, kernel), fits, margin)
+    _check_same(pred, fgx)
+    fits.fwd[part].update(to_rows(pred, mask), to_rows(fgx, mask))
+    back, mask = _warp(ginv, fgx, fits, margin)
+    fits.bwd[part].update(to_rows(stack_neighbours(back, kernel), mask), to_rows(fx, mask))
+
+
+def _solve(fits: _Fits, kernel: int, alphas) -> dict:
+    from scipy.optimize import linear_sum_assignment
+
+    out = {}
+    for key, (train, val) in (("fwd", fits.fwd), ("bwd", fits.bwd)):
+        lam = select_ridge(train, val, alphas)[0] if val.n and train.n else train.merge(val).lambdas(alphas)[0]
+        merged = train.merge(val)
+        out[key] = merged.solve(lam)
+        centre = _centre_taps(fits.shape[0], kernel)
+        corr = merged.correlation()[centre].cpu().numpy()  # (C_in, C_out)
+        rows, cols = linear_sum_assignment(-corr)
+        perm = torch.empty(len(cols), dtype=torch.long)
+        perm[torch.as_tensor(cols)] = torch.as_tensor(rows)
+        out[key + "_perm"] = perm
+        if key == "fwd":
+            out["lam"] = float(lam)
+    out["perm"] = out["fwd_perm"]
+    return out
+
+
+def _centre_taps(channels: int, kernel: int) -> Tensor:
+    return torch.arange(channels) * kernel * kernel + (kernel * kernel) // 2
+
+
+def _errors(sums: dict, maps: dict, fits: _Fits, fx, fgx, g, kernel, margin) -> None:
+    pred, mask = _warp(g, stack_neighbours(fx, kernel), fits, margin)
+    _check_same(pred, fgx)
+    target = to_rows(fgx, mask).double()
+    rows = to_rows(pred, mask).double()
+    warped = rows[:, _centre_taps(fits.shape[0], kernel).to(rows.device)]
+    w, b = maps["fwd"]
+    preds = {"invariant": to_rows(fx, mask).double(), "warp": warped,
+             "permutation": warped[:, maps["fwd_perm"].to(rows.device)], "learned": rows @ w.T.to(rows) + b.to(rows)}
+    sums["total"] += float((target ** 2).sum())
+    for v, p in preds.items():
+        sums[v] += float(((target - p) ** 2).sum())
+
+
+def _compensated(maps: dict, fits: _Fits, fgx: Tensor, ginv: Transform, kernel: int) -> dict[str, Tensor]:
+    """Φ(gx) mapped back towards Φ(x) by each variant (cells with no source are 0 before W)."""
+    back, _ = _warp(ginv, fgx, fits)
+    w, b = maps["bwd"]
+    return {"warp": back, "permutation": back[:, maps["bwd_perm"].to(back.device)],
+            "learned": apply_map(back, w, b, kernel)}
+
+
+def _check_same(pred: Tensor, fgx: Tensor) -> None:
+    if pred.shape[2:] != fgx.shape[2:]:
+        raise ShapeError(f"the warped map {tuple(pred.shape[2:])} does not match Φ(gx) {tuple(fgx.shape[2:])}; "
+                         "use square images for 90° rotations.")
+
+
+def _erode(mask: Tensor, margin: int) -> Tensor:
+    """Drop cells within ``margin`` cells of an invalid cell or of the map border."""
+    if margin <= 0:
+        return mask
+    bad = F.pad((~mask).float()[None, None], (margin,) * 4, value=1.0)
+    return F.max_pool2d(bad, 2 * margin + 1, stride=1)[0, 0] < 0.5
+
+
+def _validation_sources(fit: Crops) -> set[int]:
+    """Source photos of the fit stream held out to choose λ (every 4th, when there are at least 3)."""
+    k = len(fit.sources)
+    return {i for i in range(k) if i % 4 == 3} or ({k - 1} if k >= 3 else set())
+
+
+def _device_of(obj) -> torch.device:
+    """The device of a Model, or of an nn.Module's first parameter/buffer (CPU if it has none)."""
+    module = getattr(obj, "module", obj)
+    if isinstance(module, nn.Module):
+        for t in list(module.parameters()) + list(module.buffers()):
+            return t.device
+    return torch.device("cpu")
+
