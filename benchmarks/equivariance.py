@@ -30,7 +30,8 @@ def child(n: int, mode: str, model_name: str, size: int, repeats: int) -> dict:
     import torch
 
     from repscope import models
-    from repscope.equivariance import crop_data, equivariance_layers
+    from repscope.crops import crop_data
+    from repscope.equivariance import equivariance_layers
     from repscope.layers import features
     from repscope.regression import ridge, to_rows
     from repscope.transforms import parse_transform

@@ -7,7 +7,6 @@ import pickle
 import subprocess
 import sys
 
-import pytest
 
 from repscope.cli import main
 

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from repscope import equivariance as eq
-from repscope.equivariance import Crops, crop_data, equivariance, equivariance_layers, rest_of_network
+from repscope.crops import Crops, crop_data
+from repscope.equivariance import equivariance, equivariance_layers
+from repscope.layers import rest_of_network
 from repscope.errors import ImageError, ShapeError
 from repscope.layers import Representation
 from repscope.models import wrap

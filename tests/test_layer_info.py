@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 
 from repscope import layers, models
 from repscope.layer_info import describe

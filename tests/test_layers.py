@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from repscope import layers, models
+from repscope import layers
 from repscope.errors import LayerError, ShapeError
 
 

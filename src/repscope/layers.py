@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -127,6 +127,30 @@ def features(model: Model | nn.Module, images01: torch.Tensor, layers: str | Seq
     if missing:
         raise LayerError(f"layer(s) {', '.join(missing)} never ran in the forward pass. Pick layers that are used.")
     return {n: captured[n] for n in names}
+
+
+def rest_of_network(model: Model | nn.Module, layer: str
+                    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """ψ for ``layer``: ``psi(images01, features) -> logits``, the model with the layer's output replaced.
+
+    The replacement is a forward hook returning ``features``; it is removed when the call returns,
+    even after an exception. ``images01`` feeds everything before the layer (and skip paths around it).
+    """
+    model = as_model(model)
+    if layer == LOGITS:
+        return lambda images01, feats: feats
+    if layer == INPUT:
+        return lambda images01, feats: model.module(feats)
+    module = get_module(model, layer)
+
+    def psi(images01: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        handle = module.register_forward_hook(lambda _m, _a, _o: feats)
+        try:
+            return model(images01)
+        finally:
+            handle.remove()
+
+    return psi
 
 
 class Representation(nn.Module):

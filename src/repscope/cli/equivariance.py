@@ -13,7 +13,8 @@ from pathlib import Path
 from torch import nn
 
 from .. import io
-from ..equivariance import VARIANTS, crop_data, equivariance_layers
+from ..crops import crop_data
+from ..equivariance import VARIANTS, equivariance_layers
 from ..regression import DEFAULT_ALPHAS
 from ..transforms import parse_transform
 from . import common
