@@ -1,0 +1,83 @@
+"""Pre-image engine cost, measured side by side in one run (EfficientNet-Lite0, CPU by default).
+
+1. engine iteration / bare forward+backward of the same truncated network at the same batch size
+   (DESIGN.md goal: <= 1.15);
+2. cost of a blocks.0 inversion iteration vs a full-network (logits) one (truncation pays);
+3. throughput at batch 1, 8, 32: image-iterations per second and 200-iteration pre-images per second.
+
+Usage: PYTHONPATH=src python benchmarks/preimage.py [--layer blocks.3] [--iters 4] [--threads 1] [--size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from repscope import models
+from repscope.layers import Representation
+from repscope.preimage import Invert, PreimageConfig, optimise
+
+
+def bare_step(phi, x: torch.Tensor, iters: int) -> float:
+    """Seconds per forward+backward of Φ (loss = sum of squares), after one warm-up."""
+    def once():
+        xi = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(phi(xi).pow(2).sum(), xi)
+        return g
+    once()
+    t = time.perf_counter()
+    for _ in range(iters):
+        once()
+    return (time.perf_counter() - t) / iters
+
+
+def engine_step(phi, x: torch.Tensor, iters: int) -> float:
+    """Seconds per engine iteration (inversion of x), after a one-iteration warm-up run."""
+    with torch.no_grad():
+        target = phi(x)
+    cfg = PreimageConfig(iters=iters)
+    optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=PreimageConfig(iters=1))
+    res = optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=cfg)
+    return res.seconds / iters
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layer", default="blocks.3")
+    ap.add_argument("--iters", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--size", type=int, default=224)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = models.load("efficientnet_lite0")
+    s = args.size
+    print(f"efficientnet_lite0, {s}x{s}, {args.threads} thread(s), {args.iters} timed iterations per entry")
+
+    print("\n1. engine iteration vs bare forward+backward (same truncated network, same batch)")
+    for layer in (args.layer, "blocks.0"):
+        phi = Representation(model, layer)
+        for b in (1, 8):
+            x = torch.rand(b, 3, s, s)
+            bare, eng = bare_step(phi, x, args.iters), engine_step(phi, x, args.iters)
+            print(f"   {layer:9s} batch {b:2d}: bare {bare * 1e3:8.1f} ms  engine {eng * 1e3:8.1f} ms  "
+                  f"ratio {eng / bare:5.2f}  (goal <= 1.15)")
+
+    print("\n2. truncation: blocks.0 vs full network (logits), engine iteration, batch 1")
+    x = torch.rand(1, 3, s, s)
+    t0 = engine_step(Representation(model, "blocks.0"), x, args.iters)
+    tf = engine_step(Representation(model, "logits"), x, args.iters)
+    print(f"   blocks.0 {t0 * 1e3:.1f} ms  logits {tf * 1e3:.1f} ms  full/blocks.0 = {tf / t0:.1f}x")
+
+    print(f"\n3. throughput, {args.layer} inversion")
+    phi = Representation(model, args.layer)
+    for b in (1, 8, 32):
+        t = engine_step(phi, torch.rand(b, 3, s, s), max(2, args.iters // 2))
+        print(f"   batch {b:2d}: {t * 1e3:8.1f} ms/iter  {b / t:7.1f} image-iterations/s  "
+              f"{b / (200 * t):6.3f} pre-images/s at 200 iterations")
+
+
+if __name__ == "__main__":
+    main()
