@@ -1,21 +1,30 @@
 """repscope: what a visual representation encodes, and how two representations relate.
 
 The toolkit implements the techniques of A. Vedaldi's talk "Understanding visual representations"
-(2016). Images are ``(N, 3, H, W)`` tensors in [0, 1]; a *representation* Φ maps them to features.
+(2016). Images are ``(N, 3, H, W)`` tensors in [0, 1]; a *representation* Φ maps them to features
+(a layer of any network through :class:`Representation`, or :class:`~repscope.hog.HOG`).
 
-Foundation:
-    models.load(name)                  a network with its preprocessing (default efficientnet_lite0)
-    images.load_images(specs, size)    files, folders and sample:NAME photos as a batch
-    layers.features(model, x, names)   truncated forward pass: outputs of named layers
-    layers.Representation(model, l)    Φ as an nn.Module (with .stride, .receptive_field)
-    layer_info.describe(model)         the layer table: shape, stride, receptive field
-    checks.check(model)                pre-flight check for silent failures
+Representations:
+    load(name) / wrap(module, ...)      a network with its preprocessing (default efficientnet_lite0)
+    load_images(specs, size)            files, folders and sample:NAME photos as a batch
+    features(model, x, names)           truncated forward pass: outputs of named layers
+    Representation(model, layer)        Φ as an nn.Module (with .stride, .receptive_field)
+    describe(model) / check(model)      the layer table; the pre-flight check for silent failures
+    hog.HOG / hog.hog                   differentiable HOG (Dalal-Triggs = scikit-image, UoCTTI = VLFeat)
+
+Pre-images (Mahendran & Vedaldi):        preimage.invert, preimage.maximize, preimage.caricature
+Backpropagation networks:               backprop.saliency, backprop.rule("gradient"|"deconvnet"|"guided"),
+                                        backprop.selectivity, backprop.bottleneck
+Transformations (Lenc & Vedaldi):       equivariance.equivariance(phi, "vflip", fit=..., test=...),
+                                        transforms.parse_transform, regression.StreamingRidge, crops.crop_data
 """
 
-from . import checks, errors, images, io, layer_info, layers, models
+from . import (backprop, checks, crops, equivariance, errors, hog, images, io, layer_info, layers, models,
+               preimage, regression, transforms)
 from .checks import Finding, check
 from .classify import classify
 from .errors import RepscopeError
+from .hog import HOG
 from .images import load_image, load_images, save_grid, save_image
 from .layer_info import LayerInfo, describe
 from .layers import Representation, features, representation
@@ -24,7 +33,8 @@ from .models import Model, Preprocessing, load, wrap
 __version__ = "0.1.0"
 
 __all__ = [
-    "Finding", "LayerInfo", "Model", "Preprocessing", "Representation", "RepscopeError",
-    "check", "checks", "classify", "describe", "errors", "features", "images", "io", "layer_info", "layers",
-    "load", "load_image", "load_images", "models", "representation", "save_grid", "save_image", "wrap",
+    "HOG", "Finding", "LayerInfo", "Model", "Preprocessing", "Representation", "RepscopeError",
+    "backprop", "check", "checks", "classify", "crops", "describe", "equivariance", "errors", "features", "hog",
+    "images", "io", "layer_info", "layers", "load", "load_image", "load_images", "models", "preimage",
+    "regression", "representation", "save_grid", "save_image", "transforms", "wrap",
 ]

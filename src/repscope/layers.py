@@ -40,7 +40,10 @@ def layer_names(model: Model | nn.Module) -> list[str]:
 def get_module(model: Model | nn.Module, name: str) -> nn.Module:
     """The submodule called ``name``; :class:`LayerError` naming the three closest names if none."""
     module = as_model(model).module
-    found = dict(module.named_modules()).get(name) if name else None
+    try:
+        found = module.get_submodule(name) if name else None
+    except AttributeError:
+        found = None
     if found is None:
         raise LayerError(unknown("layer", name, layer_names(model), "Run 'repscope layers MODEL' for the list."))
     return found
@@ -112,8 +115,7 @@ def features(model: Model | nn.Module, images01: torch.Tensor, layers: str | Seq
                 raise _StopForward
         return hook
 
-    modules = dict(model.module.named_modules())
-    handles = [modules[n].register_forward_hook(make_hook(n)) for n in pending]
+    handles = [model.module.get_submodule(n).register_forward_hook(make_hook(n)) for n in pending]
     try:
         output = model.module(inputs)
         if LOGITS in names:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import LayerError
 from . import common
 
 
@@ -38,36 +39,57 @@ def preimage_config(args: argparse.Namespace, **defaults: Any):
     )
 
 
+def sweep_settings(args: argparse.Namespace) -> dict:
+    """The options that determine a sweep's results (what ``--resume`` must find unchanged)."""
+    ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command"}
+    return {k: v for k, v in vars(args).items() if k not in ignored}
+
+
+def layers_or_default(args: argparse.Namespace, model) -> list[str]:
+    """``--layer`` values; for HOG models (a single output) ``logits`` when none is given."""
+    if args.layer:
+        return list(args.layer)
+    if model.name.startswith("hog"):
+        return ["logits"]
+    raise LayerError(f"name a layer with --layer (e.g. --layer blocks.3). Run 'repscope layers {model.name}'.")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("invert", help="reconstruct an image from a layer's representation",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("image", help="image file or sample:NAME")
-    parser.add_argument("--layer", action="append", required=True, help="layer name (repeat for several)")
+    parser.add_argument("--layer", action="append", help="layer name (repeat for several; HOG: logits)")
     add_preimage_arguments(parser)
     common.add_common_arguments(parser)
+    common.add_resume_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict:
-    import torch
-
     from ..images import load_images
-    from ..preimage import invert_layers
-    from ..preimage.outputs import plot_losses, save_images
+    from ..layers import Representation
+    from ..preimage import invert
+    from ..preimage.runs import finish_items, run_items
 
     model = common.load_model(args)
-    size = model.preprocessing.input_size
-    x, names = load_images([args.image], size=size if isinstance(size, int) else size[0])
+    layers = layers_or_default(args, model)
+    for layer in layers:
+        Representation(model, layer)  # unknown names fail before any work
+    x, names = load_images([args.image], size=model.preprocessing.input_size)
     x = x.to(common.device(args))
     out = common.output_dir(args)
-    sweep = invert_layers(model, x, args.layer, config=preimage_config(args), seed=args.seed, quiet=args.quiet)
-    save_images(sweep.images01, [f"invert_{r['layer']}" for r in sweep.records], out)
-    sweep.images01 = torch.cat([x.to(sweep.images01), sweep.images01])
-    sweep.labels = ["original"] + sweep.labels
-    sweep.save_grid(out / "grid.png")
-    plot_losses(sweep.results, out / "loss.png", title=f"invert {names[0]}")
-    items = [dict(r, image=names[0]) for r in sweep.records]
-    result = {"command": "invert", "model": model.name, "image": names[0], "items": items,
-              "summary": {r["layer"]: round(r["error"], 4) for r in items}}
-    common.finish(args, result, out, [f"{r['layer']}: error {r['error']:.3f} ({r['seconds']:.1f} s)" for r in items])
+    config = preimage_config(args)
+
+    def compute(_start: int, keys: list[str]):
+        res = invert(Representation(model, keys[0]), x, config=config, seed=args.seed, quiet=args.quiet)
+        item = dict(res.records()[0], layer=keys[0], unit=None, image=names[0])
+        return [(item, res.images01[0], res.data_losses[:, 0])]
+
+    record = run_items(out, sweep_settings(args), layers, compute, resume=args.resume, prefix="invert_")
+    items = list(record.items.values())
+    result = finish_items(out, record, title=f"invert {names[0]}", lead=(x[0], "original"),
+                          label=lambda item: f"{item['layer']} {item['error']:.2f}",
+                          command="invert", model=model.name, image=names[0],
+                          summary={item["layer"]: round(item["error"], 4) for item in items})
+    common.finish(args, result, out, [f"{i['layer']}: error {i['error']:.3f} ({i['seconds']:.1f} s)" for i in items])
     return result

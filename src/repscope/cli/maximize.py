@@ -13,7 +13,7 @@ import argparse
 
 from ..errors import LayerError
 from . import common
-from .invert import add_preimage_arguments, preimage_config
+from .invert import add_preimage_arguments, preimage_config, sweep_settings
 
 #: photos whose largest activation normalises the objective (Z) and the reported ratio
 REFERENCE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "china", "flower")
@@ -42,32 +42,43 @@ def register(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=16, help="units optimised together")
     add_preimage_arguments(parser)
     common.add_common_arguments(parser)
+    common.add_resume_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict:
     from ..images import load_images
-    from ..preimage import maximize_units
-    from ..preimage.outputs import plot_losses, save_images
+    from ..layers import Representation
+    from ..preimage import maximize
+    from ..preimage.methods import unit_label
+    from ..preimage.runs import finish_items, run_items
 
     model = common.load_model(args)
-    size = model.preprocessing.input_size
-    side = size if isinstance(size, int) else size[0]
+    phi = Representation(model, args.layer)
+    side = model.preprocessing.input_size
     device = common.device(args)
     reference, ref_names = load_images([f"sample:{n}" for n in REFERENCE_PHOTOS], size=side)
+    reference = reference.to(device)
     out = common.output_dir(args)
-    sweep = maximize_units(model, args.layer, args.unit, size=(side, side), spatial=args.spatial,
-                           reference01=reference.to(device), batch_size=args.batch,
-                           config=preimage_config(args), seed=args.seed, quiet=args.quiet)
-    save_images(sweep.images01, [f"maximize_{lbl}" for lbl in sweep.labels], out)
-    sweep.labels = [f"{r['unit']} x{r['ratio']:.1f}" for r in sweep.records]
-    sweep.save_grid(out / "grid.png")
-    plot_losses(sweep.results, out / "loss.png", title=f"maximize {args.layer}")
-    result = {"command": "maximize", "model": model.name, "layer": args.layer, "reference_images": ref_names,
-              "items": sweep.records,
-              "summary": {r["unit"]: {"activation": round(r["activation"], 4), "ratio": round(r["ratio"], 3)}
-                          for r in sweep.records}}
-    lines = [f"{args.layer}:{r['unit']}: activation {r['activation']:.3f}, {r['ratio']:.2f}x the best sample photo"
-             for r in sweep.records]
+    config = preimage_config(args)
+    units = list(args.unit)
+
+    def compute(start: int, keys: list[str]):
+        res = maximize(phi, units[start:start + len(keys)], size=(side, side), spatial=args.spatial,
+                       reference01=reference, config=config, seed=args.seed + start, quiet=args.quiet)
+        items = [dict(rec, layer=args.layer, unit=key) for key, rec in zip(keys, res.records())]
+        return [(item, res.images01[i], res.data_losses[:, i]) for i, item in enumerate(items)]
+
+    keys = [unit_label(u) for u in units]
+    record = run_items(out, sweep_settings(args), keys, compute, resume=args.resume, chunk_size=args.batch,
+                       prefix=f"maximize_{args.layer}_")
+    items = list(record.items.values())
+    result = finish_items(out, record, title=f"maximize {args.layer}",
+                          label=lambda item: f"{item['unit']} x{item['ratio']:.1f}",
+                          command="maximize", model=model.name, layer=args.layer, reference_images=ref_names,
+                          summary={i["unit"]: {"activation": round(i["activation"], 4), "ratio": round(i["ratio"], 3)}
+                                   for i in items})
+    lines = [f"{args.layer}:{i['unit']}: activation {i['activation']:.3f}, {i['ratio']:.2f}x the best sample photo"
+             for i in items]
     common.finish(args, result, out, lines)
     return result

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..io import atomic_path
 from .engine import PreimageResult
 
-__all__ = ["save_images", "plot_losses", "safe_name"]
+__all__ = ["save_images", "plot_losses", "plot_curves", "safe_name"]
 
 
 def safe_name(text: str) -> str:
@@ -35,25 +35,31 @@ def save_images(images01, names: Sequence[str], out_dir: str | os.PathLike) -> l
 
 def plot_losses(results: Sequence[PreimageResult], path: str | os.PathLike, title: str = "") -> Path:
     """Plot the data term per iteration of every image of ``results`` (log scale when positive)."""
+    curves = {}
+    for res in results:
+        data = res.data_losses.detach().cpu().float()
+        for i in range(data.shape[1]):
+            curves[res.labels[i] if i < len(res.labels) else str(len(curves))] = data[:, i].tolist()
+    return plot_curves(curves, path, title)
+
+
+def plot_curves(curves: dict[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Path:
+    """Plot one data-term curve per label against the iteration (log scale when all positive), atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    positive = True
-    for res in results:
-        curves = res.data_losses.detach().cpu().float()
-        positive &= bool((curves > 0).all())
-        for i in range(curves.shape[1]):
-            label = res.labels[i] if i < len(res.labels) else str(i)
-            ax.plot(range(1, curves.shape[0] + 1), curves[:, i].numpy(), label=label, linewidth=1)
+    positive = all(v > 0 for curve in curves.values() for v in curve)
+    for label, curve in curves.items():
+        ax.plot(range(1, len(curve) + 1), list(curve), label=label, linewidth=1)
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("data term")
     ax.set_title(title)
-    if sum(r.data_losses.shape[1] for r in results) <= 12:
+    if len(curves) <= 12:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
