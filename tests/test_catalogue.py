@@ -103,6 +103,33 @@ ERROR_CASES = [
     ("top-k-out-of-range", lambda t: ["classify", "sample:chelsea", "--top", "1001"], "out of range"),
     ("cuda-without-cuda", lambda t: ["classify", "sample:chelsea", "--device", "cuda"], "--device cpu"),
     ("unknown-device", lambda t: ["classify", "sample:chelsea", "--device", "tpu"], "unknown device"),
+    # engines
+    ("unknown-layer", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.33", "--out", str(t / "o")],
+     "closest: blocks.3"),
+    ("layer-that-never-runs", lambda t: ["saliency", "sample:chelsea", "--layer", "blocks.0.0.drop_path",
+                                         "--out", str(t / "o")], "never ran"),
+    ("unit-out-of-range", lambda t: ["maximize", "--layer", "blocks.0", "--unit", "99", "--iters", "2",
+                                     "--out", str(t / "o")], "99"),
+    ("neuron-out-of-range", lambda t: ["maximize", "--layer", "blocks.0", "--unit", "1,500,3", "--iters", "2",
+                                       "--out", str(t / "o")], "500"),
+    ("class-out-of-range", lambda t: ["saliency", "sample:chelsea", "--class", "5000", "--out", str(t / "o")],
+     "5000"),
+    ("unknown-class-name", lambda t: ["saliency", "sample:chelsea", "--class", "egyptian kat", "--out",
+                                      str(t / "o")], "Egyptian cat"),
+    ("unknown-method", lambda t: ["saliency", "sample:chelsea", "--method", "lrp"], "invalid choice"),
+    ("unknown-transform", lambda t: ["equivariance", "--transform", "spin", "--out", str(t / "o")], "transform"),
+    ("bad-hog-parameter", lambda t: ["invert", "sample:chelsea", "--model", "hog:uoctti,cells=4",
+                                     "--out", str(t / "o")], "cell"),
+    ("unknown-hog-variant", lambda t: ["layers", "hog:dalal"], "dalal-triggs"),
+    ("zero-iterations", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0", "--iters", "0",
+                                   "--out", str(t / "o")], "--iters"),
+    ("nan-learning-rate", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0", "--lr", "nan",
+                                     "--out", str(t / "o")], "--lr"),
+    ("output-under-a-file", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0",
+                                       "--out", _write(t / "file.txt", b"x") + "/sub"], "--out"),
+    ("output-is-a-file", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0",
+                                    "--out", _write(t / "taken.txt", b"x")], "not a folder"),
+    ("missing-layer-for-cnn", lambda t: ["invert", "sample:chelsea", "--out", str(t / "o")], "--layer"),
 ]
 
 
@@ -122,6 +149,42 @@ def test_error_case(case, make, fragment, tmp_path, capsys, monkeypatch):
     assert fragment in lines[0], lines[0]
     assert "code ran" not in out
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no partial file
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.json").write_text("{}")
+    code = main(["invert", "sample:chelsea", "--layer", "blocks.0", "--iters", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--overwrite" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["precious.json"]
+
+
+def test_nan_during_optimisation_keeps_finished_items_and_last_good_image(tmp_path, capsys, monkeypatch):
+    from repscope.layers import Representation
+
+    calls = {"n": 0}
+    real_forward = Representation.forward
+
+    def flaky_forward(self, images01):  # Φ turns NaN after the target and 5 iterations of the 2nd layer
+        out = real_forward(self, images01)
+        if self.layer == "blocks.0":
+            calls["n"] += 1
+            if calls["n"] > 6:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(Representation, "forward", flaky_forward)
+    out = tmp_path / "out"
+    code = main(["invert", "sample:chelsea", "--layer", "conv_stem", "--layer", "blocks.0", "--iters", "12",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "NaN/Inf at iteration 5" in err and "last good" in err
+    record = json.loads((out / "result.json").read_text())
+    assert list(record["items"]) == ["conv_stem"] and record["complete"] is False
+    assert (out / "invert_conv_stem.png").is_file() and (out / "invert_blocks.0.last-good.png").is_file()
+    assert not (out / "invert_blocks.0.png").exists()
 
 
 HANDLED_CASES = [

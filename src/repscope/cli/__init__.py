@@ -18,10 +18,17 @@ SUBCOMMANDS = ("zoo", "classify", "invert", "maximize", "caricature", "saliency"
                "report", "demo")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix (no usage dump), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"repscope: error: {message}. Run '{self.prog} --help'.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand registered."""
     import repscope
-    parser = argparse.ArgumentParser(prog="repscope", description="What does a visual representation encode?")
+    parser = _OneLineParser(prog="repscope", description="What does a visual representation encode?")
     parser.add_argument("--version", action="version", version=f"repscope {repscope.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
@@ -33,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a one-line usage error
+        return int(stop.code or 0)
     debug = getattr(args, "debug", False)
     try:
         args.run(args)

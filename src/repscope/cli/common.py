@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,20 +59,20 @@ def load_model(args: argparse.Namespace) -> Model:
 
 
 def output_dir(args: argparse.Namespace, *, resume: bool | None = None) -> Path:
-    """The ``--out`` folder, created; an existing non-empty one is refused unless ``--overwrite`` (or resuming)."""
+    """The ``--out`` folder, checked but created only by the first file written into it (so a run that
+    fails leaves nothing behind); an existing non-empty folder is refused unless ``--overwrite`` (or resuming)."""
     resume = getattr(args, "resume", False) if resume is None else resume
     out = Path(args.out) if args.out else Path("repscope-results") / args.command
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out '{out}' exists and is not a folder. Choose another --out.")
     if out.is_dir() and any(out.iterdir()) and not (args.overwrite or resume):
         raise OutputError(f"output folder '{out}' is not empty. Pass --overwrite, or choose another --out.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".repscope-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"cannot write to '{out}': {err.strerror}. Choose a writable --out.") from None
+    ancestor = out
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to --out '{out}': '{ancestor}' is not a writable folder. "
+                          "Choose a writable --out.")
     return out
 
 

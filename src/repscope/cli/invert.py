@@ -8,9 +8,10 @@ hyperparameter). The pre-image options below are shared by ``maximize`` and ``ca
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
-from ..errors import LayerError
+from ..errors import LayerError, RepscopeError
 from . import common
 
 
@@ -32,6 +33,12 @@ def preimage_config(args: argparse.Namespace, **defaults: Any):
     """The :class:`PreimageConfig` the options describe."""
     from ..preimage import PreimageConfig
 
+    for option in ("iters", "lr", "beta", "tv_weight", "alpha_weight", "data_weight", "jitter", "bound"):
+        value = getattr(args, option)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise RepscopeError(f"--{option.replace('_', '-')} must be a finite number >= 0, got {value}.")
+    if args.iters < 1:
+        raise RepscopeError(f"--iters must be at least 1, got {args.iters}. Use e.g. --iters 200.")
     return PreimageConfig(
         iters=args.iters, optimizer=args.optimizer, lr=args.lr, beta=args.beta, lambda_tv=args.tv_weight,
         lambda_alpha=args.alpha_weight, data_weight=args.data_weight, jitter=args.jitter, bound=args.bound,

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import OptimisationError
 from ..images import load_image, save_grid, save_image
 from ..sweep import SweepRecord
 from .outputs import plot_curves, safe_name
@@ -49,12 +50,26 @@ def run_items(out: str | os.PathLike, settings: dict[str, Any], keys: Sequence[s
         chunk = keys[start:start + chunk_size]
         if all(record.done(k) for k in chunk):
             continue
-        for key, (item, image01, curve) in zip(chunk, compute(start, chunk)):
+        try:
+            computed = compute(start, chunk)
+        except OptimisationError as err:
+            raise _keep_last_good(err, out, [prefix + k for k in chunk]) from None
+        for key, (item, image01, curve) in zip(chunk, computed):
             name = f"{safe_name(prefix + key)}.png"
             save_image(image01, out / name)
             item = dict(item, key=key, file=name, loss_curve=[float(v) for v in curve.detach().cpu().flatten()])
             record.add(key, item)
     return record
+
+
+def _keep_last_good(err: OptimisationError, out: Path, names: list[str]) -> OptimisationError:
+    """Save the last finite images of a diverged chunk as ``NAME.last-good.png``; the error says where."""
+    if err.last_good is None:
+        return err
+    paths = [save_image(image01, out / f"{safe_name(name)}.last-good.png") for name, image01 in zip(names, err.last_good)]
+    where = paths[0].name if len(paths) == 1 else f"{paths[0].name} (+{len(paths) - 1} more)"
+    return OptimisationError(f"{err} Finished items are kept; the last good image is {out / where}.",
+                             last_good=err.last_good, iteration=err.iteration)
 
 
 def finish_items(out: str | os.PathLike, record: SweepRecord, *, title: str,
