@@ -61,9 +61,9 @@ def layers_or_default(args: argparse.Namespace, model) -> list[str]:
     raise LayerError(f"name a layer with --layer (e.g. --layer blocks.3). Run 'repscope layers {model.name}'.")
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("invert", help="reconstruct an image from a layer's representation",
-                                   description=__doc__.splitlines()[0])
+def register_per_layer(subparsers, command: str, helptext: str, run) -> None:
+    """The parser of a per-layer pre-image command on one image (``invert``, ``caricature``)."""
+    parser = subparsers.add_parser(command, help=helptext, description=helptext)
     parser.add_argument("image", help="image file or sample:NAME")
     parser.add_argument("--layer", action="append", help="layer name (repeat for several; HOG: logits)")
     add_preimage_arguments(parser)
@@ -72,10 +72,11 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run_per_layer(args: argparse.Namespace, command: str, method, metric: str, label: str) -> dict:
+    """Run ``method(Φ_layer, image)`` for each ``--layer`` as a resumable sweep; ``metric`` is summarised,
+    ``label`` formats a grid label from the metric value (e.g. ``"{:.2f}"``)."""
     from ..images import load_images
     from ..layers import Representation
-    from ..preimage import invert
     from ..preimage.runs import finish_items, run_items
 
     model = common.load_model(args)
@@ -88,15 +89,26 @@ def run(args: argparse.Namespace) -> dict:
     config = preimage_config(args)
 
     def compute(_start: int, keys: list[str]):
-        res = invert(Representation(model, keys[0]), x, config=config, seed=args.seed, quiet=args.quiet)
+        res = method(Representation(model, keys[0]), x, config=config, seed=args.seed, quiet=args.quiet)
         item = dict(res.records()[0], layer=keys[0], unit=None, image=names[0])
         return [(item, res.images01[0], res.data_losses[:, 0])]
 
-    record = run_items(out, sweep_settings(args), layers, compute, resume=args.resume, prefix="invert_")
+    record = run_items(out, sweep_settings(args), layers, compute, resume=args.resume, prefix=f"{command}_")
     items = list(record.items.values())
-    result = finish_items(out, record, title=f"invert {names[0]}", lead=(x[0], "original"),
-                          label=lambda item: f"{item['layer']} {item['error']:.2f}",
-                          command="invert", model=model.name, image=names[0],
-                          summary={item["layer"]: round(item["error"], 4) for item in items})
-    common.finish(args, result, out, [f"{i['layer']}: error {i['error']:.3f} ({i['seconds']:.1f} s)" for i in items])
+    result = finish_items(out, record, title=f"{command} {names[0]}", lead=(x[0], "original"),
+                          label=lambda item: f"{item['layer']} {label.format(item[metric])}",
+                          command=command, model=model.name, image=names[0],
+                          summary={item["layer"]: round(item[metric], 4) for item in items})
+    common.finish(args, result, out,
+                  [f"{i['layer']}: {metric} {i[metric]:.3f} ({i['seconds']:.1f} s)" for i in items])
     return result
+
+
+def register(subparsers) -> None:
+    register_per_layer(subparsers, "invert", "reconstruct an image from a layer's representation", run)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from ..preimage import invert
+
+    return run_per_layer(args, "invert", invert, "error", "{:.2f}")
