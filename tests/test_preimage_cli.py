@@ -1,0 +1,47 @@
+"""The invert / maximize / caricature commands: files, result.json numbers, loss curves that go down."""
+
+from __future__ import annotations
+
+import json
+
+from repscope import images
+from repscope.cli import main
+
+
+def _result(capsys, argv) -> dict:
+    assert main(argv + ["--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_invert_hog_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "hog"
+    result = _result(capsys, ["invert", "sample:chelsea", "--model", "hog", "--iters", "30", "--out", str(out)])
+    (item,) = result["items"].values()
+    assert item["layer"] == "logits" and 0 < item["error"] < 0.9
+    assert item["loss_curve"][-1] < item["loss_curve"][0]
+    assert item["hyperparameters"]["iters"] == 30 and item["iterations"] == 30
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "grid.png", "invert_logits.png", "loss.png",
+                                                     "result.json"]
+    assert images.load_image(out / "invert_logits.png").shape == (3, 224, 224)
+    assert json.loads((out / "config.json").read_text())["model"] == "hog"
+
+
+def test_maximize_two_units_batched(tmp_path, capsys):
+    out = tmp_path / "max"
+    result = _result(capsys, ["maximize", "--layer", "blocks.1", "--unit", "3", "--unit", "5,10,10", "--iters", "20",
+                              "--out", str(out)])
+    items = result["items"]
+    assert list(items) == ["3", "(5, 10, 10)"]
+    for item in items.values():
+        assert item["activation"] > 0 and item["ratio"] > 0
+        assert item["loss_curve"][-1] < item["loss_curve"][0]
+    assert (out / "maximize_blocks.1_3.png").is_file() and (out / "grid.png").is_file()
+
+
+def test_caricature_exaggerates(tmp_path, capsys):
+    out = tmp_path / "car"
+    result = _result(capsys, ["caricature", "sample:coffee", "--layer", "blocks.1", "--iters", "30",
+                              "--out", str(out)])
+    (item,) = result["items"].values()
+    assert item["gain"] > 1.0
+    assert result["summary"] == {"blocks.1": round(item["gain"], 4)}
