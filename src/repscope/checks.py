@@ -19,15 +19,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .layer_info import call_counts
 from .models import Model, as_model, evaluating
+from .rectifiers import parse_rectifier
 
-RECTIFIER_FUNCTIONS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu6,
-                       F.hardtanh, F.hardtanh_, F.leaky_relu, F.leaky_relu_}
 RECTIFIER_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
 #: Median |log(batch variance / running variance)| at the first BatchNorm beyond which the input range
 #: is flagged (a factor of about 2.5). Measured on lite0 with four sample photos: 0.51 with the right
@@ -60,7 +58,7 @@ class _RectifierRecorder(TorchFunctionMode):
         self.functional: dict[str, str] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in RECTIFIER_FUNCTIONS:
+        if parse_rectifier(func, args, kwargs) is not None:
             name, module = self.stack[-1] if self.stack else ("<model>", None)
             if not isinstance(module, RECTIFIER_MODULES):
                 self.functional.setdefault(name, getattr(func, "__name__", str(func)))

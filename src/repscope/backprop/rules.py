@@ -54,13 +54,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..errors import RepscopeError, unknown
+from ..rectifiers import parse_rectifier
 
 __all__ = ["METHODS", "rule", "RuleMode"]
 
@@ -118,71 +119,6 @@ class _Rectifier(torch.autograd.Function):
         return gx, None, None, None, None
 
 
-def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any) -> Any:
-    if len(args) > i:
-        return args[i]
-    return kwargs.get(name, default)
-
-
-# Each parser maps (args, kwargs) of an intercepted operator to (x, kind, p, inplace), or None when
-# the call is not a rectifier (e.g. hardtanh(-1, 1), leaky_relu with a negative slope).
-def _relu(inplace: bool | None) -> Callable:
-    def parse(args: tuple, kwargs: dict):
-        ip = _arg(args, kwargs, 1, "inplace", False) if inplace is None else inplace
-        return args[0], "relu", 0.0, bool(ip)
-
-    return parse
-
-
-def _relu6(inplace: bool | None) -> Callable:
-    def parse(args: tuple, kwargs: dict):
-        ip = _arg(args, kwargs, 1, "inplace", False) if inplace is None else inplace
-        return args[0], "hardtanh", 6.0, bool(ip)
-
-    return parse
-
-
-def _hardtanh(inplace: bool | None) -> Callable:
-    def parse(args: tuple, kwargs: dict):
-        lo = float(_arg(args, kwargs, 1, "min_val", -1.0))
-        hi = float(_arg(args, kwargs, 2, "max_val", 1.0))
-        ip = _arg(args, kwargs, 3, "inplace", False) if inplace is None else inplace
-        if lo != 0.0 or hi <= 0.0:
-            return None
-        return args[0], "hardtanh", hi, bool(ip)
-
-    return parse
-
-
-def _leaky(inplace: bool | None) -> Callable:
-    def parse(args: tuple, kwargs: dict):
-        a = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
-        ip = _arg(args, kwargs, 2, "inplace", False) if inplace is None else inplace
-        if a < 0.0:
-            return None
-        return args[0], "leaky", a, bool(ip)
-
-    return parse
-
-
-_OPERATORS: dict[Callable, Callable] = {
-    F.relu: _relu(None),
-    torch.relu: _relu(False),
-    torch.relu_: _relu(True),
-    torch.Tensor.relu: _relu(False),
-    torch.Tensor.relu_: _relu(True),
-    F.relu6: _relu6(None),
-    torch._C._nn.relu6: _relu6(False),
-    torch._C._nn.relu6_: _relu6(True),
-    F.hardtanh: _hardtanh(None),
-    torch._C._nn.hardtanh: _hardtanh(False),
-    torch._C._nn.hardtanh_: _hardtanh(True),
-    F.leaky_relu: _leaky(None),
-    torch._C._nn.leaky_relu: _leaky(False),
-    torch._C._nn.leaky_relu_: _leaky(True),
-}
-
-
 class RuleMode(TorchFunctionMode):
     """The torch-function mode behind :func:`rule`; ``calls`` counts the rectifiers it rewrote.
 
@@ -198,11 +134,8 @@ class RuleMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        parse = _OPERATORS.get(func)
-        if parse is None:
-            return func(*args, **kwargs)
-        parsed = parse(args, kwargs)
-        if parsed is None or not isinstance(parsed[0], torch.Tensor):
+        parsed = parse_rectifier(func, args, kwargs)
+        if parsed is None:
             return func(*args, **kwargs)
         x, kind, p, inplace = parsed
         if not (torch.is_grad_enabled() and x.requires_grad):
