@@ -256,3 +256,32 @@ def test_cli_default_layers_open_sequential_stages():
     net.add_module("head", nn.Flatten())
     assert default_layers(net) == ["stem", "blocks.0", "blocks.1"]
     assert default_layers(nn.Identity()) == ["logits"]  # a bare operator (HOG): its output
+
+
+def test_labelled_folder_gives_accuracy_against_labels(tmp_path):
+    from PIL import Image
+
+    from repscope import images, models
+
+    for folder, sample in (("285", "chelsea"), ("285", "cat"), ("espresso", "coffee"), ("Egyptian_cat", "chelsea")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        Image.fromarray(images.to_uint8(images.load_image(f"sample:{sample}"))).save(tmp_path / folder / f"{sample}.png")
+    fit, test = crop_data(str(tmp_path), n_fit=6, n_test=4, size=65)
+    assert sorted(fit.labels + test.labels) == [285, 285, 285, 967]
+    model = models.load("efficientnet_lite0")
+    (row,) = equivariance_layers(model, "hflip", ["blocks.0"], fit=fit, test=test)
+    truth, predicted = [], []
+    with torch.no_grad():
+        for x, owners in test:
+            truth += [test.labels[int(o)] for o in owners]
+            predicted += model(x).argmax(1).tolist()
+    expected = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
+    assert row.accuracy["original"] == pytest.approx(expected)
+    assert set(row.accuracy) == {"original", "uncompensated", "warp", "permutation", "learned"}
+    assert all(0 <= v <= 1 for v in row.accuracy.values())
+
+
+def test_unknown_class_folder_is_named(tmp_path):
+    (tmp_path / "not_a_class").mkdir()
+    with pytest.raises(ImageError, match="closest"):
+        crop_data(str(tmp_path), n_fit=2, n_test=2)

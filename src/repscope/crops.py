@@ -14,12 +14,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ImageError
+from .errors import ImageError, unknown
 
 
 class Crops:
@@ -30,17 +31,19 @@ class Crops:
         n: number of crops. size: side of each crop in pixels. seed: crop positions and sizes.
         batch_size: crops per yielded batch. scale: range of the crop side as a fraction of the
             source's shorter side.
+        labels: optional class index of each source (``labels[source index]``), e.g. from a labelled folder.
 
     Yields:
         ``(images (B, 3, size, size) in [0, 1], source index (B,))``; only one source is decoded at a time.
     """
 
     def __init__(self, sources: Sequence, n: int, size: int = 128, *, seed: int = 0, batch_size: int = 16,
-                 scale: tuple[float, float] = (0.3, 1.0)):
+                 scale: tuple[float, float] = (0.3, 1.0), labels: Sequence[int] | None = None):
         if not sources:
             raise ImageError("no source images for crops. Name image files, a folder, or sample:NAME.")
         self.sources, self.n, self.size, self.seed = list(sources), int(n), int(size), int(seed)
         self.batch_size, self.scale = int(batch_size), scale
+        self.labels = list(labels) if labels is not None else None
 
     def __len__(self) -> int:
         return self.n
@@ -78,12 +81,41 @@ class Crops:
         return load_image(source)
 
 
+def labelled_folder(folder: str | Path) -> tuple[list[str], list[int]] | None:
+    """Files and class indices of a folder whose subfolders are ImageNet classes, else ``None``.
+
+    A subfolder is named by a class index (``285``) or an ImageNet class name (``Egyptian cat``,
+    case-insensitive, ``_`` for spaces). Unknown names raise :class:`ImageError` with the closest names.
+    """
+    from .images import list_image_files
+    from .models import imagenet_class_names
+
+    folder = Path(folder)
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not subfolders:
+        return None
+    names = imagenet_class_names()
+    by_name = {n.lower(): i for i, n in enumerate(names)}
+    files, labels = [], []
+    for sub in subfolders:
+        key = sub.name.replace("_", " ").lower()
+        label = int(key) if key.isdigit() and int(key) < len(names) else by_name.get(key)
+        if label is None:
+            raise ImageError(unknown("ImageNet class folder", sub.name, names,
+                                     "Name each subfolder by a class index or an ImageNet class name."))
+        found = list_image_files(sub)
+        files += [str(f) for f in found]
+        labels += [label] * len(found)
+    return files, labels
+
+
 def crop_data(images=None, *, n_fit: int = 96, n_test: int = 48, size: int = 129, seed: int = 0,
               held_out: float = 0.3, batch_size: int = 16) -> tuple[Crops, Crops]:
     """Fit and held-out crop streams, split by source photo (no photo is in both).
 
     Args:
-        images: files, folders or ``sample:NAME`` (default: the shipped natural sample photos).
+        images: files, folders or ``sample:NAME`` (default: the shipped natural sample photos). One
+            folder of class subfolders (:func:`labelled_folder`) gives labelled streams (``.labels``).
         n_fit, n_test: crops in each stream. seed: split and crops.
         size: crop side in pixels. Sizes ``64·j + 1`` (65, 129, 193, 257) keep every stride-2 stage of a
             "same"-padded network (EfficientNet-Lite) centred on the image, so flips and 90° rotations
@@ -92,12 +124,23 @@ def crop_data(images=None, *, n_fit: int = 96, n_test: int = 48, size: int = 129
     """
     from .images import NATURAL_SAMPLES, expand_specs
 
-    specs = expand_specs(images) if images is not None else [f"sample:{n}" for n in NATURAL_SAMPLES]
+    labelled = None
+    if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple)) and len(images) == 1):
+        labelled = labelled_folder(images if isinstance(images, (str, Path)) else images[0])
+    if labelled is not None:
+        specs, labels = labelled
+    else:
+        specs = expand_specs(images) if images is not None else [f"sample:{n}" for n in NATURAL_SAMPLES]
+        labels = None
     if len(specs) < 2:
         raise ImageError(f"equivariance needs at least 2 source images to split fit/held-out, got {len(specs)}. "
                          "Give a folder with more images.")
     order = torch.randperm(len(specs), generator=torch.Generator().manual_seed(seed)).tolist()
     k = min(len(specs) - 1, max(1, round(held_out * len(specs))))
-    test, fit = [specs[i] for i in order[:k]], [specs[i] for i in order[k:]]
-    return (Crops(fit, n_fit, size, seed=seed + 1, batch_size=batch_size),
-            Crops(test, n_test, size, seed=seed + 2, batch_size=batch_size))
+    test, fit = order[:k], order[k:]
+
+    def stream(indices: list[int], n: int, stream_seed: int) -> Crops:
+        return Crops([specs[i] for i in indices], n, size, seed=stream_seed, batch_size=batch_size,
+                     labels=[labels[i] for i in indices] if labels is not None else None)
+
+    return stream(fit, n_fit, seed + 1), stream(test, n_test, seed + 2)

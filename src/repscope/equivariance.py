@@ -77,6 +77,8 @@ class LayerEquivariance:
         stride: input pixels per cell used for g'. transform: the transform's name.
         error: ``{variant: error}`` for :data:`VARIANTS`.
         agreement: ``{variant: top-1 agreement}`` plus ``"uncompensated"``; None without ψ.
+        accuracy: with labelled held-out images, top-1 accuracy ``{"original": ψ(Φ(x)), "uncompensated":
+            ψ(Φ(gx)), variant: compensated}``; else None.
         lam: λ of the learned forward map. permutation: best channel permutation, ``W[j] = Φ[perm[j]]``.
         offset: measured pixel centre ``(o_y, o_x)`` of cell (0, 0)'s receptive field used by g', or None
             where the map is assumed centred on the image (vectors; receptive fields wider than the crop).
@@ -94,6 +96,7 @@ class LayerEquivariance:
     n_fit: int = 0
     n_test: int = 0
     offset: tuple[float, float] | None = None
+    accuracy: dict[str, float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -193,8 +196,10 @@ def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test:
         maps = {name: _solve(f, kernel, alphas) for name, f in fits.items()}
         sums = {name: dict.fromkeys(VARIANTS, 0.0) | {"total": 0.0} for name in names}
         hits = {name: dict.fromkeys(VARIANTS[1:] + ("uncompensated",), 0) for name in names}
+        correct = {name: dict.fromkeys(("original", "uncompensated") + VARIANTS[1:], 0) for name in names}
+        labelled = psis is not None and test.labels is not None
         n_test = 0
-        for x, _ in bar(test, total=-(-len(test) // test.batch_size), desc="measure", quiet=not progress):
+        for x, owners in bar(test, total=-(-len(test) // test.batch_size), desc="measure", quiet=not progress):
             x = x.to(device)
             gx = g(x)
             feats_x, feats_gx = _pair(extract, x, gx)
@@ -202,13 +207,21 @@ def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test:
             if psis is not None:
                 reference = classify(x).argmax(1)
                 shifted = classify(gx).argmax(1)
+            if labelled:
+                truth = torch.tensor([test.labels[int(o)] for o in owners], device=reference.device)
             for name in names:
                 fx, fgx = feats_x[name], feats_gx[name]
                 _errors(sums[name], maps[name], fits[name], fx, fgx, g, kernel, margin)
                 if psis is not None:
                     hits[name]["uncompensated"] += int((shifted == reference).sum())
+                    if labelled:
+                        correct[name]["original"] += int((reference == truth).sum())
+                        correct[name]["uncompensated"] += int((shifted == truth).sum())
                     for variant, comp in _compensated(maps[name], fits[name], fgx, ginv, kernel).items():
-                        hits[name][variant] += int((psis[name](gx, comp).argmax(1) == reference).sum())
+                        predicted = psis[name](gx, comp).argmax(1)
+                        hits[name][variant] += int((predicted == reference).sum())
+                        if labelled:
+                            correct[name][variant] += int((predicted == truth).sum())
     rows = []
     for name in names:
         s, m = sums[name], maps[name]
@@ -217,8 +230,9 @@ def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test:
         if psis is not None:
             agree = {v: hits[name][v] / max(n_test, 1) for v in hits[name]}
             agree = {"invariant": agree["uncompensated"], **agree}
+        accuracy = {v: c / max(n_test, 1) for v, c in correct[name].items()} if labelled else None
         rows.append(LayerEquivariance(name, fits[name].shape, fits[name].stride, g.name, error, agree,
-                                      m["lam"], m["perm"].tolist(), n_fit, n_test, fits[name].offset))
+                                      m["lam"], m["perm"].tolist(), n_fit, n_test, fits[name].offset, accuracy))
     return rows
 
 

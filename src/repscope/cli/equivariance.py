@@ -88,6 +88,8 @@ def summary(rows) -> list[str]:
         if agree:
             line += "  " + " ".join(f"{r.agreement[v]:>10.3f}" for v in ("uncompensated",) + VARIANTS[1:])
         lines.append(line)
+        if r.accuracy is not None:
+            lines.append(f"{'':<16}accuracy vs labels: " + ", ".join(f"{k} {v:.3f}" for k, v in r.accuracy.items()))
     return lines
 
 
