@@ -112,6 +112,8 @@ ERROR_CASES = [
                                      "--out", str(t / "o")], "99"),
     ("neuron-out-of-range", lambda t: ["maximize", "--layer", "blocks.0", "--unit", "1,500,3", "--iters", "2",
                                        "--out", str(t / "o")], "500"),
+    ("bad-unit-syntax", lambda t: ["maximize", "--layer", "blocks.0", "--unit", "nan", "--out", str(t / "o")],
+     "bad unit"),
     ("class-out-of-range", lambda t: ["saliency", "sample:chelsea", "--class", "5000", "--out", str(t / "o")],
      "5000"),
     ("unknown-class-name", lambda t: ["saliency", "sample:chelsea", "--class", "egyptian kat", "--out",

@@ -40,13 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.run(args)
     except SystemExit as stop:  # --help, --version, or a one-line usage error
         return int(stop.code or 0)
-    debug = getattr(args, "debug", False)
-    try:
-        args.run(args)
     except RepscopeError as err:
         if debug:
             raise
