@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import ShapeError
+from ..layers import check_images
 from .engine import PreimageConfig, PreimageResult, optimise
 from .objectives import Caricature, Invert, Maximize, Unit, unit_weights
 
@@ -33,9 +33,8 @@ def _config(config: PreimageConfig | None, iters: int | None, **defaults) -> Pre
 
 
 def _images(images01: Tensor) -> Tensor:
-    if not isinstance(images01, Tensor) or images01.dim() != 4 or images01.shape[1] != 3:
-        shape = tuple(images01.shape) if isinstance(images01, Tensor) else type(images01).__name__
-        raise ShapeError(f"expected images (N, 3, H, W) in [0, 1], got {shape}; add a batch dimension with x[None].")
+    """``images01`` after the shared check (finite float ``(N, 3, H, W)``, :func:`repscope.layers.check_images`)."""
+    check_images(images01)
     return images01
 
 
