@@ -57,7 +57,8 @@ from torch import Tensor, nn
 
 from .errors import ShapeError
 from .crops import Crops
-from .layers import rest_of_network
+from .layers import features, rest_of_network
+from .models import as_model, module_device
 from .regression import DEFAULT_ALPHAS, StreamingRidge, apply_map, select_ridge, stack_neighbours, to_rows
 from .transforms import Transform, measure_grids, parse_transform
 
@@ -122,9 +123,6 @@ def equivariance_layers(model, transform: str | Transform, layers: Sequence[str]
     Returns:
         one :class:`LayerEquivariance` per layer, in order.
     """
-    from .layers import features
-    from .models import as_model
-
     model = as_model(model)
     names = list(dict.fromkeys(layers))
     psis = {n: rest_of_network(model, n) for n in names} if agreement else None
@@ -366,10 +364,7 @@ def _validation_sources(fit: Crops) -> set[int]:
 
 
 def _device_of(obj) -> torch.device:
-    """The device of a Model, or of an nn.Module's first parameter/buffer (CPU if it has none)."""
+    """The device of a Model or nn.Module (:func:`~repscope.models.module_device`); CPU for other callables."""
     module = getattr(obj, "module", obj)
-    if isinstance(module, nn.Module):
-        for t in list(module.parameters()) + list(module.buffers()):
-            return t.device
-    return torch.device("cpu")
+    return module_device(module) if isinstance(module, nn.Module) else torch.device("cpu")
 

@@ -84,17 +84,22 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        """The device of the module's first parameter or buffer (CPU for parameter-free modules)."""
-        for tensor in self.module.parameters():
-            return tensor.device
-        for tensor in self.module.buffers():
-            return tensor.device
-        return torch.device("cpu")
+        """The device of the module (see :func:`module_device`)."""
+        return module_device(self.module)
 
     def to(self, device: str | torch.device) -> "Model":
         """Move the module to ``device`` (in place) and return self."""
         self.module.to(resolve_device(device))
         return self
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for parameter-free modules)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
 
 
 @contextlib.contextmanager

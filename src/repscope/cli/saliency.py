@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> dict:
         raise LayerError("--class selects a logit; do not combine it with --layer/--unit (use one or the other).")
     common.seed(args)
     model = common.load_model(args)
-    size = model.preprocessing.input_size
-    x, names = load_images([args.image], size=size if isinstance(size, int) else size[0])
+    x, names = load_images([args.image], size=model.preprocessing.input_size)
     x = x.to(common.device(args))
     out = common.output_dir(args)
 

@@ -112,7 +112,7 @@ def maximize_units(
     model = as_model(model)
     phi = Representation(model, layer)
     s = model.preprocessing.input_size
-    size = size or ((s, s) if isinstance(s, int) else tuple(s))
+    size = size or (s, s)
     units = list(units)
     images, labels, records, results = [], [], [], []
     for start in range(0, len(units), max(1, batch_size)):
