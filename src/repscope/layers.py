@@ -173,24 +173,26 @@ class Representation(nn.Module):
         self.model = model
         self.net = model.module
         self.layer = layer
-        self._info = None
+        self._info: dict[bool, object] = {}
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
         return features(self.model, images01, [self.layer])[self.layer]
 
-    def _layer_info(self):
-        if self._info is None:
+    def _layer_info(self, receptive_field: bool):
+        """The layer-table row, measured once; the receptive field (a costlier measurement) only if asked."""
+        if receptive_field not in self._info:
             from .layer_info import describe
-            self._info = describe(self.model, only=[self.layer])[0]
-        return self._info
+            rows = describe(self.model, only=[self.layer], receptive_fields=receptive_field)
+            self._info[receptive_field] = rows[0]
+        return self._info[receptive_field]
 
     @property
     def stride(self) -> int | None:
-        return self._layer_info().stride
+        return self._layer_info(receptive_field=False).stride
 
     @property
     def receptive_field(self) -> int | None:
-        return self._layer_info().receptive_field
+        return self._layer_info(receptive_field=True).receptive_field
 
     def extra_repr(self) -> str:
         return f"model={self.model.name!r}, layer={self.layer!r}"
