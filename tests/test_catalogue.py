@@ -127,6 +127,8 @@ ERROR_CASES = [
                                    "--out", str(t / "o")], "--iters"),
     ("nan-learning-rate", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0", "--lr", "nan",
                                      "--out", str(t / "o")], "--lr"),
+    ("negative-pyramid", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0", "--pyramid", "-1",
+                                    "--out", str(t / "o")], "--pyramid"),
     ("output-under-a-file", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0",
                                        "--out", _write(t / "file.txt", b"x") + "/sub"], "--out"),
     ("output-is-a-file", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0",

@@ -1,7 +1,6 @@
 """The pre-image engine on tiny hand-built representations (closed forms, invariants), plus slow
 quality checks on EfficientNet-Lite0."""
 
-import math
 
 import pytest
 import torch
@@ -73,7 +72,7 @@ def test_linear_representation_matches_least_squares():
 
 
 def test_bounded_range_holds_at_every_step():
-    net, x = tiny_net(), smooth_images()
+    net = tiny_net()
     bound = 60.0
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
     seen = []
@@ -179,6 +178,9 @@ def test_bad_arguments_raise_one_line_errors():
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
 TARGETS = {"blocks.0": 0.10, "blocks.1": 0.20, "blocks.2": 0.20, "blocks.3": 0.25, "blocks.4": 0.25,
            "blocks.5": 0.25, "blocks.6": 0.25}
+#: the issue's plain unregularised Adam loop on the same photos, which the defaults must beat
+PLAIN_ADAM = {"blocks.0": 0.06, "blocks.1": 0.14, "blocks.2": 0.26, "blocks.3": 0.30, "blocks.4": 0.19,
+              "blocks.5": 0.14, "blocks.6": 0.17}
 
 
 @pytest.fixture(scope="module")
@@ -190,16 +192,9 @@ def lite0():
     return model, photos
 
 
-#: measured means with the defaults (README): 0.052, 0.192, 0.260, 0.242, 0.198, 0.169, 0.208
-NOT_YET_MET = {"blocks.2"}
-
-
+#: measured means with the defaults (README): 0.048, 0.110, 0.174, 0.163, 0.152, 0.131, 0.159
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", [
-    pytest.param(layer, marks=pytest.mark.xfail(reason="issue-3 target not met yet (0.260 > 0.20)",
-                                                 strict=False)) if layer in NOT_YET_MET else layer
-    for layer in TARGETS
-])
+@pytest.mark.parametrize("layer", list(TARGETS))
 def test_lite0_inversion_quality(lite0, layer):
     from repscope.layers import Representation
     from repscope.preimage import total_variation
@@ -207,6 +202,7 @@ def test_lite0_inversion_quality(lite0, layer):
     model, photos = lite0
     res = invert(Representation(model, layer), photos, iters=200)
     assert res.metrics["error"].mean() <= TARGETS[layer]
+    assert res.metrics["error"].mean() < PLAIN_ADAM[layer]
     tv_ratio = res.metrics["total_variation"] / total_variation(photos * 255, 2.0)
     assert tv_ratio.mean() <= 2.0  # natural: no more texture than the photos themselves
 

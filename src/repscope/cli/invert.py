@@ -27,13 +27,15 @@ def add_preimage_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-weight", type=float, default=None, help="weight C of the data term (default: by stride)")
     g.add_argument("--jitter", type=int, default=None, help="max translation in pixels (default stride/4)")
     g.add_argument("--bound", type=float, default=None, help="radius B of the pixel colour ball, 0-255 units (paper: 160)")
+    g.add_argument("--pyramid", type=int, default=None,
+                   help="coarse levels of the canvas (default: by image size, 5 at 224; 0: pixels, as in the paper)")
 
 
 def preimage_config(args: argparse.Namespace, **defaults: Any):
     """The :class:`PreimageConfig` the options describe."""
     from ..preimage import PreimageConfig
 
-    for option in ("iters", "lr", "beta", "tv_weight", "alpha_weight", "data_weight", "jitter", "bound"):
+    for option in ("iters", "lr", "beta", "tv_weight", "alpha_weight", "data_weight", "jitter", "bound", "pyramid"):
         value = getattr(args, option)
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise RepscopeError(f"--{option.replace('_', '-')} must be a finite number >= 0, got {value}.")
@@ -42,7 +44,7 @@ def preimage_config(args: argparse.Namespace, **defaults: Any):
     return PreimageConfig(
         iters=args.iters, optimizer=args.optimizer, lr=args.lr, beta=args.beta, lambda_tv=args.tv_weight,
         lambda_alpha=args.alpha_weight, data_weight=args.data_weight, jitter=args.jitter, bound=args.bound,
-        **defaults,
+        pyramid=args.pyramid, **defaults,
     )
 
 

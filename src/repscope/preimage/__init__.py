@@ -1,8 +1,9 @@
 """Pre-images (Mahendran & Vedaldi 2015, 2016): inversion, activation maximisation, caricature.
 
-One regularised energy, one optimiser loop (:mod:`.engine`), three data terms (:mod:`.objectives`),
-two natural-image priors (:mod:`.regularizers`), and batched sweeps over layers and units
-(:mod:`.sweeps`).
+One regularised energy, one optimiser loop (:mod:`.engine`) over a pyramid-parameterised canvas
+(:mod:`.pyramid`) with the papers' step (:mod:`.optimizers`) and jitter (:mod:`.jitter`), three data
+terms (:mod:`.objectives`), two natural-image priors (:mod:`.regularizers`), and batched sweeps over
+layers and units (:mod:`.sweeps`).
 
 Example:
     >>> import torch

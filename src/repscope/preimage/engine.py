@@ -9,35 +9,42 @@ subtracted (σ = 80 is the typical norm of such a colour vector). Each iteration
     E(x) = C\,\ell(\Phi(\mathrm{crop}_\tau(x))) + \lambda_\alpha R_\alpha(x) + \lambda_{TV} R_{V^\beta}(x),
     \qquad \lambda_\alpha = \sigma^{-\alpha},\; \lambda_{TV} = (6.5/\sigma)^\beta
 
-where crop_τ is a random translation (jitter) of up to max(round(stride/4), 1) pixels of a canvas
-that much larger, Φ sees images01 = (crop + mean)/255, and ℓ is an :class:`~.objectives.Objective`.
-The step is momentum with an AdaGrad-style scale (the authors' code):
+where crop_τ is a random translation (jitter, :mod:`.jitter`) of up to max(round(stride/4), 1)
+pixels of a canvas that much larger, Φ sees images01 = (crop + mean)/255, and ℓ is an
+:class:`~.objectives.Objective`. The canvas is the sum of a Laplacian pyramid of levels
+x = p_0 + ↑(p_1 + ↑(p_2 + …)) (:mod:`.pyramid`), and every level takes the authors' step
+(:class:`~.optimizers.MomentumAdaGrad`), level k scaled by ``pyramid_decay``^k:
 
-    G ← ρ G + g²;   v ← μ v − g / (1/lr + √G);   x ← Π(x + v),   lr = H·W·LR,  LR = 0.05 σ²/α,
+    G ← ρ G + g²;   v ← μ v − s·g / (1/lr + √G);   p ← p + v;   x ← Π(x),   lr = H·W·LR,  LR = 0.05 σ²/α,
 
-μ = 0.95, ρ = 0.9 (authors: μ = 0.9; see below); Π clamps to the [0, 255] box (so Φ always sees valid images01) and, when ``bound`` B is
-set (papers: 160), first scales every pixel whose colour vector is longer than B back onto that
-ball. The last ``final_fraction`` of the iterations run at 0.1·LR with jitter off and the
-optimiser state reset (the papers' second run of 50 iterations). Adam
+μ = 0.95, ρ = 0.9, s = 0.5 (authors: μ = 0.9, s = 1, pixels only; see below). Π clamps to the
+[0, 255] box (so Φ always sees valid images01) and, when ``bound`` B is set (papers: 160), first
+scales every pixel whose colour vector is longer than B back onto that ball; the finest level
+carries the projection. The last ``final_fraction`` of the iterations run at 0.1·LR with jitter off
+and the optimiser state reset (the papers' second run of 50 iterations). Adam
 (``optimizer="adam"``, lr in pixels per step) is the alternative.
 
-Deviations from the papers, each measured on EfficientNet-Lite0 (sample photos, 224², README):
+Deviations from the papers, each measured on EfficientNet-Lite0 (4 sample photos, 224², 200
+iterations; README):
 
-- C, a data-term weight (the papers also weight the data term per layer): :func:`default_data_weight`.
-- 200 iterations in all, half of them in the final stage (the papers: 300 + 50); with 15% the
-  blocks.0 error was 0.12, with 30% 0.056. (Scaling the whole final step by 0.1, instead of lr,
-  was tried and is worse: 0.31 vs 0.25 at blocks.3.)
+- The pyramid (5 coarse levels at 224², ``pyramid_decay`` 0.7) and a half step (s = 0.5). The
+  AdaGrad-scaled step is ≈ sign(g) per element, so lr does not set its size and, on pixels, coarse
+  structure moves no faster than noise. Mean error at blocks.0–6 went from 0.052, 0.192, 0.260,
+  0.242, 0.198, 0.169, 0.208 (pixels, s = 1, final stage 50%) to 0.048, 0.110, 0.174, 0.163,
+  0.152, 0.131, 0.159, below a plain Adam loop at every layer, with the pre-images' total variation
+  0.2–2.0× the photos' (it was up to 3.2×). At blocks.2 with a 50% final stage: pixels 0.260,
+  s = 0.5 alone 0.264, the pyramid alone (s = 1) 0.230, both 0.185; decay 0.5 / 0.85 gave 0.201 /
+  0.181 (with more texture), 3 levels instead of 5 0.199; 1000 pixel iterations reach 0.172.
+- C, a data-term weight (the papers also weight the data term per layer): :func:`default_data_weight`
+  (C = 300 everywhere: blocks.6 TV 2.4×; C = 70 at stride 32: blocks.5 0.142 instead of 0.131).
+- 200 iterations in all, 70% of them in the final stage (the papers: 300 + 50); 50% gave 0.185 at
+  blocks.2, 30% was worse still.
 - No ball and λ_α = 0 by default: B = 160 around the mean colour excludes white (norm 243) and
   black (200); projecting the photos onto it alone costs 0.19 error at blocks.0 (astronaut), and
   the papers' λ_α = σ^-6 costs 0.04 more; the [0, 255] box bounds the range instead.
-- Momentum μ = 0.95 (authors: 0.9), a start near the mean colour (``init_noise=0.1``; papers: 1,
-  noise with 95th percentile σ/√3; 0 leaves HOG stuck: its gradient vanishes on a flat image), and
-  C ≥ 70 (was 100, so 70 at stride 32). The AdaGrad-scaled step is ≈ sign(g), so lr does not set
-  its size (final-stage LR × 0.1 or 0.01: no change; 0.001: 0.22 at blocks.1); a larger μ and less
-  noise to remove converge faster. Mean error at blocks.0–6 went from 0.050, 0.204, 0.267, 0.254,
-  0.197, 0.158, 0.230 to 0.052, 0.192, 0.260, 0.242, 0.198, 0.169, 0.208 (mean TV ratio to the
-  photos' ≤ 1.5; rocket alone up to 3.2 at blocks.2). C = 100 at stride 32 gave TV 2.0× at blocks.6.
-  blocks.2 still misses its 0.20 (plain Adam: 0.26).
+- Momentum μ = 0.95 (authors: 0.9; 0.9 or 0.97 with the pyramid: 0.225 / 0.219 at blocks.2) and a
+  start near the mean colour (``init_noise=0.1``; papers: 1, noise with 95th percentile σ/√3; 0
+  leaves HOG stuck: its gradient vanishes on a flat image).
 
 Example:
     >>> import torch
@@ -64,7 +71,9 @@ from torch import Tensor
 
 from ..errors import OptimisationError, RepscopeError, ShapeError
 from ..progress import progress
+from . import jitter, pyramid
 from .objectives import Objective
+from .optimizers import MomentumAdaGrad
 from .rectifiers import leaky_rectifiers
 from .regularizers import alpha_norm, total_variation
 
@@ -88,6 +97,10 @@ class PreimageConfig:
         optimizer: ``"momentum"`` (momentum + AdaGrad, the papers') or ``"adam"``.
         lr: momentum: LR (``None``: 0.05 σ²/α; the step uses H·W·LR); adam: pixels per step (``None``: 2).
         momentum, decay: μ and ρ of the momentum/AdaGrad step (Adam: β1, β2 are 0.9, 0.999).
+        step_scale: s multiplying the momentum/AdaGrad step (papers: 1; Adam: unused, lr is its step).
+        pyramid: coarse levels of the canvas parameterisation (:mod:`.pyramid`); ``None``:
+            :func:`.pyramid.level_count` of the image size (5 at 224²); 0: pixels, as in the papers.
+        pyramid_decay: level k's step is ``pyramid_decay``^k times level 0's.
         final_fraction: share of iterations in the final stage (lr × ``final_lr_factor``, no jitter).
         final_lr_factor: the final stage's lr factor (0.1).
         jitter: maximum translation in pixels; ``None``: max(round(stride/4), 1).
@@ -110,7 +123,10 @@ class PreimageConfig:
     lr: float | None = None
     momentum: float = 0.95
     decay: float = 0.9
-    final_fraction: float = 0.5
+    step_scale: float = 0.5
+    pyramid: int | None = None
+    pyramid_decay: float = 0.7
+    final_fraction: float = 0.7
     final_lr_factor: float = 0.1
     jitter: int | None = None
     leak: float | None = None
@@ -171,12 +187,12 @@ class PreimageResult:
 
 
 def default_data_weight(stride: int) -> float:
-    """C, the data term's weight for a layer of ``stride`` pixels: 1600/stride, clipped to [70, 300].
+    """C, the data term's weight for a layer of ``stride`` pixels: 1600/stride, clipped to [140, 300].
 
     The papers weight the data term per layer (a constant C multiplying ℓ); deeper layers are more
     invariant and need relatively more prior. This rule was tuned on EfficientNet-Lite0 (README).
     """
-    return float(min(300.0, max(70.0, 1600.0 / max(int(stride), 1))))
+    return float(min(300.0, max(140.0, 1600.0 / max(int(stride), 1))))
 
 
 def _stride(phi: Callable) -> int:
@@ -200,7 +216,9 @@ def _device_dtype(phi: Callable, start01: Tensor | None) -> tuple[torch.device, 
 
 
 def _project(x: Tensor, bound: float | None, low: Tensor | None, high: Tensor | None) -> Tensor:
-    """Π: scale each pixel's colour vector onto the ball of radius ``bound``, then clamp to the box."""
+    """Π: scale each pixel's colour vector onto the ball of radius ``bound``, then clamp to the box (a new tensor)."""
+    if bound is None and low is None:
+        return x.clone()
     if bound is not None:
         norm = x.pow(2).sum(1, keepdim=True).sqrt()
         x = x * (bound / norm.clamp_min(bound))
@@ -209,11 +227,13 @@ def _project(x: Tensor, bound: float | None, low: Tensor | None, high: Tensor | 
     return x
 
 
-def _crop(x: Tensor, offsets: list[tuple[int, int]], h: int, w: int) -> Tensor:
-    if all(o == offsets[0] for o in offsets):
-        dy, dx = offsets[0]
-        return x[:, :, dy : dy + h, dx : dx + w]
-    return torch.stack([x[n, :, dy : dy + h, dx : dx + w] for n, (dy, dx) in enumerate(offsets)])
+def _optimizer(cfg: "PreimageConfig", levels: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """A fresh optimiser over the pyramid levels; level k steps ``pyramid_decay``^k as far as level 0."""
+    if cfg.optimizer == "adam":
+        groups = [{"params": [p], "lr": lr * cfg.pyramid_decay**k} for k, p in enumerate(levels)]
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-12)
+    groups = [{"params": [p], "scale": cfg.step_scale * cfg.pyramid_decay**k} for k, p in enumerate(levels)]
+    return MomentumAdaGrad(groups, lr=lr, momentum=cfg.momentum, decay=cfg.decay)
 
 
 def optimise(
@@ -246,8 +266,9 @@ def optimise(
         seed: base seed.
         quiet: hide the progress bar.
         desc: progress bar label.
-        callback: called after every step as ``callback(t, x)`` with the canvas x (N, 3, H+j, W+j)
-            in the papers' space (0–255, mean subtracted), e.g. to record snapshots.
+        callback: called every iteration as ``callback(t, x)`` with the canvas x (N, 3, H+j, W+j)
+            whose energy iteration t evaluated (after Π), in the papers' space (0–255, mean
+            subtracted), e.g. to record snapshots.
 
     Returns:
         :class:`PreimageResult` with images (N, 3, H, W) in [0, 1].
@@ -278,69 +299,62 @@ def optimise(
         q = noise.flatten(1).abs().quantile(0.95, dim=1).view(n, 1, 1, 1)
         x = noise * (cfg.init_noise * cfg.sigma / math.sqrt(3)) / q
     x = _project(x, cfg.bound, low, high)
-
     n_final = min(int(round(cfg.final_fraction * cfg.iters)), cfg.iters)
     first_lr = cfg.lr * (h * w if cfg.optimizer == "momentum" else 1.0)
-    v = torch.zeros_like(x)
-    g2 = torch.zeros_like(x)
+    count = cfg.pyramid if cfg.pyramid is not None else pyramid.level_count(h, w)
+    levels = [p.requires_grad_(True) for p in pyramid.split(x, count)]
+    optimizer = _optimizer(cfg, levels, first_lr)
     losses, data_losses = [], []
     c = j // 2
-    good_x = x
-    adam_t = 0
     t0 = time.perf_counter()
     for t in progress(range(cfg.iters), total=cfg.iters, desc=desc, quiet=quiet):
         final = t >= cfg.iters - n_final
-        if final and t == cfg.iters - n_final and t > 0:
-            v.zero_(), g2.zero_()  # the second run restarts the optimiser
-            adam_t = 0
-        lr = first_lr * (cfg.final_lr_factor if final else 1.0)
-        if j and not final:
-            offsets = [tuple(int(o) for o in torch.randint(0, j + 1, (2,), generator=g)) for g in gens]
-        else:
-            offsets = [(j // 2, j // 2)] * n
-        x.requires_grad_(True)
-        images01 = (_crop(x, offsets, h, w) + mean) / 255
+        if final and t == cfg.iters - n_final and t > 0:  # the second run restarts the optimiser
+            optimizer = _optimizer(cfg, levels, first_lr * cfg.final_lr_factor)
+        where = jitter.offsets(gens, j) if j and not final else [(j // 2, j // 2)] * n
+        canvas = pyramid.compose(levels)
+        with torch.no_grad():  # Π, carried by the finest level; the gradient passes straight through
+            correction = _project(canvas, cfg.bound, low, high).sub_(canvas)
+        canvas = canvas + correction
+        images01 = jitter.crop_images01(canvas, where, (h, w), mean)
         with leaky_rectifiers(cfg.leak):
             data = objective(representation(images01))
         total = cfg.data_weight * data
         if cfg.lambda_alpha:
-            total = total + cfg.lambda_alpha * alpha_norm(x, cfg.alpha)
+            total = total + cfg.lambda_alpha * alpha_norm(canvas, cfg.alpha)
         if cfg.lambda_tv:
-            total = total + cfg.lambda_tv * total_variation(x, cfg.beta)
-        (grad,) = torch.autograd.grad(total.sum(), x)
-        x = x.detach()
-        if not (torch.isfinite(total).all() and torch.isfinite(grad).all()):
+            total = total + cfg.lambda_tv * total_variation(canvas, cfg.beta)
+        grads = torch.autograd.grad(total.sum(), levels)
+        # grads[0] is the canvas gradient (p_0 enters the canvas as is): one sum checks energy and gradient
+        if not torch.isfinite(total.sum() + grads[0].sum()):
             raise OptimisationError(
                 f"the pre-image energy became NaN/Inf at iteration {t}; lower the learning rate (--lr) or "
                 "the regulariser weights, or use optimizer='adam'.",
-                last_good=((good_x[:, :, c : c + h, c : c + w] + mean) / 255).detach(),
+                last_good=((x[:, :, c : c + h, c : c + w] + mean) / 255).detach(),
                 iteration=t,
             )
-        good_x = x
+        x = canvas.detach()
         losses.append(total.detach())
         data_losses.append(data.detach())
-        if cfg.optimizer == "momentum":
-            g2.mul_(cfg.decay).addcmul_(grad, grad)
-            v.mul_(cfg.momentum).addcdiv_(grad, g2.sqrt().add_(1.0 / lr), value=-1.0)
-            x = x + v
-        else:
-            adam_t += 1
-            v.mul_(0.9).add_(grad, alpha=0.1)
-            g2.mul_(0.999).addcmul_(grad, grad, value=0.001)
-            step = (v / (1 - 0.9**adam_t)) / ((g2 / (1 - 0.999**adam_t)).sqrt() + 1e-12)
-            x = x - lr * step
-        x = _project(x, cfg.bound, low, high)
+        with torch.no_grad():
+            levels[0].add_(correction)
+        for level, grad in zip(levels, grads):
+            level.grad = grad
+        optimizer.step()
         if callback is not None:
             callback(t, x)
     seconds = time.perf_counter() - t0
 
+    with torch.no_grad():
+        x = _project(pyramid.compose(levels), cfg.bound, low, high)
     crop = x[:, :, c : c + h, c : c + w]
     images01 = ((crop + mean) / 255).clamp(0, 1) if cfg.clamp01 else (crop + mean) / 255
     with torch.no_grad():
         metrics = {k: v.detach() for k, v in objective.metrics(representation(images01)).items()}
         metrics["total_variation"] = total_variation(crop, cfg.beta)
     hyper = dataclasses.asdict(cfg)
-    hyper.update(seeds=[seed + i for i in range(n)], objective=objective.name, stride=_stride(representation))
+    hyper.update(seeds=[seed + i for i in range(n)], objective=objective.name, stride=_stride(representation),
+                 pyramid=count)
     hyper["mean"] = list(cfg.mean)
     return PreimageResult(
         images01=images01.detach(),
