@@ -127,6 +127,8 @@ ERROR_CASES = [
                                    "--out", str(t / "o")], "--iters"),
     ("nan-learning-rate", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0", "--lr", "nan",
                                      "--out", str(t / "o")], "--lr"),
+    ("maximize-two-layers", lambda t: ["maximize", "--layer", "blocks.0", "--layer", "blocks.1", "--unit", "1",
+                                       "--out", str(t / "o")], "--layer given twice"),
     ("negative-pyramid", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0", "--pyramid", "-1",
                                     "--out", str(t / "o")], "--pyramid"),
     ("output-under-a-file", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0",

@@ -13,10 +13,20 @@ import torch
 
 from .. import io
 from ..devices import resolve_device
-from ..errors import OutputError
+from ..errors import OutputError, RepscopeError
 from ..models import DEFAULT_MODEL, Model, load
 
 RESULT_FILE, CONFIG_FILE = "result.json", "config.json"
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a repeat is an error, not a silent override."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            raise RepscopeError(f"{option_string} given twice ({getattr(namespace, self.dest)}, {values}); "
+                                f"'{parser.prog}' takes one: run it once per value.")
+        setattr(namespace, self.dest, values)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, model: bool = True, out: bool = True) -> None:

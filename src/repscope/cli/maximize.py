@@ -35,7 +35,7 @@ def parse_unit(text: str) -> int | tuple[int, int, int]:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("maximize", help="synthesise images that maximise units of a layer",
                                    description=__doc__.splitlines()[0])
-    parser.add_argument("--layer", required=True, help="layer name (logits for classes)")
+    parser.add_argument("--layer", required=True, action=common.Once, help="layer name (logits for classes)")
     parser.add_argument("--unit", action="append", required=True, type=parse_unit, help="K or K,I,J (repeat)")
     parser.add_argument("--spatial", choices=["mean", "center"], default="mean",
                         help="channel units: average over space or the centre cell")
