@@ -172,6 +172,8 @@ def test_bad_arguments_raise_one_line_errors():
         invert(tiny_net(), torch.rand(3, 16, 16))
     with pytest.raises(Exception, match="optimizer"):
         invert(tiny_net(), smooth_images(), config=PreimageConfig(optimizer="lbfgs"))
+    with pytest.raises(Exception, match="pyramid"):
+        invert(tiny_net(), smooth_images(), config=PreimageConfig(pyramid=-2))
 
 
 # ---------------------------------------------------------------- quality on EfficientNet-Lite0 (slow)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-LAYERS = ["conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2"]
+#: a cheap first item, then seconds of work: the SIGINT lands mid-sweep even on a loaded machine
+LAYERS = ["conv_stem", "blocks.1", "blocks.2", "blocks.3", "blocks.4"]
 
 
 def _command(out: Path, *extra: str) -> list[str]:

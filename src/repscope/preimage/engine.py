@@ -140,6 +140,11 @@ class PreimageConfig:
             raise RepscopeError(f"unknown optimizer '{self.optimizer}'; use 'momentum' or 'adam'.")
         if self.iters < 1:
             raise RepscopeError(f"iters must be at least 1, got {self.iters}; pass e.g. --iters 200.")
+        if self.pyramid is not None and self.pyramid < 0:
+            raise RepscopeError(f"pyramid must be a level count >= 0, got {self.pyramid}; 0 optimises pixels.")
+        if not (self.step_scale > 0 and self.pyramid_decay > 0):
+            raise RepscopeError(f"step_scale and pyramid_decay must be positive, got {self.step_scale} and "
+                                f"{self.pyramid_decay}; the defaults are 0.5 and 0.7.")
         return dataclasses.replace(
             self,
             data_weight=self.data_weight if self.data_weight is not None else default_data_weight(stride),

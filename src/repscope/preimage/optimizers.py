@@ -16,7 +16,7 @@ Example:
     >>> opt = MomentumAdaGrad([x], lr=1e6)
     >>> x.grad = torch.tensor([1.0, -2.0, 0.0])
     >>> opt.step()
-    >>> x.detach()
+    >>> x.detach().round(decimals=4)  # ≈ −sign(g) on the first step
     tensor([-1.,  1.,  0.])
 """
 
@@ -49,20 +49,24 @@ class MomentumAdaGrad(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None) -> None:  # noqa: D102 - torch.optim.Optimizer.step
-        for group in self.param_groups:
-            params: list[Tensor] = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            for p in params:
-                if not self.state[p]:
-                    self.state[p].update(velocity=torch.zeros_like(p), sum_sq=torch.zeros_like(p))
-            velocity = [self.state[p]["velocity"] for p in params]
-            sum_sq = [self.state[p]["sum_sq"] for p in params]
-            torch._foreach_mul_(sum_sq, group["decay"])
-            torch._foreach_addcmul_(sum_sq, grads, grads)
-            denominator = torch._foreach_sqrt(sum_sq)
-            torch._foreach_add_(denominator, 1.0 / group["lr"])
-            torch._foreach_mul_(velocity, group["momentum"])
-            torch._foreach_addcdiv_(velocity, grads, denominator, value=-group["scale"])
-            torch._foreach_add_(params, velocity)
+        params, grads, velocity, sum_sq, momentum, decay, inv_lr, scale = ([] for _ in range(8))
+        for group in self.param_groups:  # one set of foreach calls for every group (per-tensor scalars)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(velocity=torch.zeros_like(p), sum_sq=torch.zeros_like(p))
+                params.append(p), grads.append(p.grad)
+                velocity.append(state["velocity"]), sum_sq.append(state["sum_sq"])
+                momentum.append(group["momentum"]), decay.append(group["decay"])
+                inv_lr.append(1.0 / group["lr"]), scale.append(-group["scale"])
+        if not params:
+            return
+        torch._foreach_mul_(sum_sq, decay)
+        torch._foreach_addcmul_(sum_sq, grads, grads)
+        denominator = torch._foreach_sqrt(sum_sq)
+        torch._foreach_add_(denominator, inv_lr)
+        torch._foreach_mul_(velocity, momentum)
+        torch._foreach_addcdiv_(velocity, grads, denominator, scale)
+        torch._foreach_add_(params, velocity)

@@ -93,8 +93,8 @@ class _SquaredTotalVariation(torch.autograd.Function):
         dh = x[..., :, 1:] - x[..., :, :-1]  # (N, C, H, W-1); the replicated last column adds 0
         dv = x[..., 1:, :] - x[..., :-1, :]  # (N, C, H-1, W)
         ctx.save_for_backward(dh, dv)
-        norms = torch.linalg.vector_norm(dh.flatten(1), dim=1) ** 2 + torch.linalg.vector_norm(dv.flatten(1), dim=1) ** 2
-        return norms / (h * w)
+        dh_, dv_ = dh.flatten(1), dv.flatten(1)
+        return (torch.linalg.vecdot(dh_, dh_) + torch.linalg.vecdot(dv_, dv_)) / (h * w)
 
     @staticmethod
     @once_differentiable
