@@ -51,7 +51,8 @@ def main() -> None:
     ap.add_argument("--ratio-layers", default="blocks.0,blocks.1,blocks.2,blocks.3,blocks.6",
                     help="comma-separated layers of the engine/bare table")
     ap.add_argument("--iters", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=3, help="alternating bare/engine rounds; the median ratio is reported")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating bare/engine rounds; the median ratio is reported")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
     args = ap.parse_args()

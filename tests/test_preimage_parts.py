@@ -14,7 +14,8 @@ from repscope.preimage.optimizers import MomentumAdaGrad
                                               ((60, 61), (120, 121)), ((116, 116), (232, 232))])
 def test_upsample2_is_bilinear_x2_and_its_backward_is_the_adjoint(in_size, out_size):
     x = torch.randn(2, 3, *in_size, dtype=torch.float64, requires_grad=True)
-    reference = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[..., : out_size[0], : out_size[1]]
+    reference = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    reference = reference[..., : out_size[0], : out_size[1]]
     up = pyramid.upsample2(x, out_size)
     torch.testing.assert_close(up, reference, rtol=0, atol=1e-12)
     g = torch.randn_like(up)
@@ -63,7 +64,8 @@ def test_jittered_crop_equals_slicing_and_its_gradient():
     mean = torch.tensor([100.0, 110.0, 120.0], dtype=torch.float64).view(1, 3, 1, 1)
     where = [(0, 1), (2, 0), (1, 1)]
     ours = jitter.crop_images01(canvas, where, (10, 10), mean)
-    reference = torch.stack([(canvas[n, :, dy : dy + 10, dx : dx + 10] + mean[0]) / 255 for n, (dy, dx) in enumerate(where)])
+    reference = torch.stack([(canvas[n, :, dy : dy + 10, dx : dx + 10] + mean[0]) / 255
+                             for n, (dy, dx) in enumerate(where)])
     torch.testing.assert_close(ours, reference)
     g = torch.randn_like(ours)
     torch.testing.assert_close(torch.autograd.grad(ours, canvas, g)[0], torch.autograd.grad(reference, canvas, g)[0])
@@ -76,5 +78,7 @@ def test_jittered_crop_equals_slicing_and_its_gradient():
 def test_squared_total_variation_gradient_matches_autograd_of_the_formula():
     x = torch.randn(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: total_variation(v, 2.0), (x,))
-    formula = ((x[..., :, 1:] - x[..., :, :-1]).pow(2).sum((1, 2, 3)) + (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum((1, 2, 3))) / 63
+    horizontal = (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum((1, 2, 3))
+    vertical = (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum((1, 2, 3))
+    formula = (horizontal + vertical) / 63
     torch.testing.assert_close(total_variation(x, 2.0), formula)

@@ -15,7 +15,7 @@ pixels of a canvas that much larger, Φ sees images01 = (crop + mean)/255, and �
 x = p_0 + ↑(p_1 + ↑(p_2 + …)) (:mod:`.pyramid`), and every level takes the authors' step
 (:class:`~.optimizers.MomentumAdaGrad`), level k scaled by ``pyramid_decay``^k:
 
-    G ← ρ G + g²;   v ← μ v − s·g / (1/lr + √G);   p ← p + v;   x ← Π(x),   lr = H·W·LR,  LR = 0.05 σ²/α,
+    G ← ρ G + g²;  v ← μ v − s·g / (1/lr + √G);  p ← p + v;  x ← Π(x);  lr = H·W·LR, LR = 0.05 σ²/α,
 
 μ = 0.95, ρ = 0.9, s = 0.5 (authors: μ = 0.9, s = 1, pixels only; see below). Π clamps to the
 [0, 255] box (so Φ always sees valid images01) and, when ``bound`` B is set (papers: 160), first

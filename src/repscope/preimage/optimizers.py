@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor
 
 __all__ = ["MomentumAdaGrad"]
 

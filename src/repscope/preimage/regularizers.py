@@ -93,8 +93,8 @@ class _SquaredTotalVariation(torch.autograd.Function):
         dh = x[..., :, 1:] - x[..., :, :-1]  # (N, C, H, W-1); the replicated last column adds 0
         dv = x[..., 1:, :] - x[..., :-1, :]  # (N, C, H-1, W)
         ctx.save_for_backward(dh, dv)
-        dh_, dv_ = dh.flatten(1), dv.flatten(1)
-        return (torch.linalg.vecdot(dh_, dh_) + torch.linalg.vecdot(dv_, dv_)) / (h * w)
+        flat_h, flat_v = dh.flatten(1), dv.flatten(1)
+        return (torch.linalg.vecdot(flat_h, flat_h) + torch.linalg.vecdot(flat_v, flat_v)) / (h * w)
 
     @staticmethod
     @once_differentiable
