@@ -45,7 +45,9 @@ def test_sigint_then_resume_equals_uninterrupted(tmp_path):
     done = subprocess.run(_command(full), env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
 
-    proc = subprocess.Popen(_command(cut), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (e.g. `.ci/run &`) inherits SIGINT ignored; the child gets Ctrl-C back
+    proc = subprocess.Popen(_command(cut), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while _finished_items(cut) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
