@@ -21,6 +21,8 @@ import warnings
 
 import torch
 
+from repscope.memory import retain_freed_memory
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="CPU only: process time or wall")
     args = parser.parse_args()
+    retained = retain_freed_memory()  # as the repscope command does (repscope.memory)
+    print(f"allocator: freed memory {'retained (glibc)' if retained else 'returned to the system'}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 

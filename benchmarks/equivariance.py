@@ -33,10 +33,12 @@ def child(n: int, mode: str, model_name: str, size: int, repeats: int) -> dict:
     from repscope.crops import crop_data
     from repscope.equivariance import equivariance_layers
     from repscope.layers import features
+    from repscope.memory import retain_freed_memory
     from repscope.regression import ridge, to_rows
     from repscope.transforms import parse_transform
 
     torch.set_num_threads(1)
+    retain_freed_memory()  # as the repscope command does (repscope.memory)
     model = models.load(model_name)
     g = parse_transform(TRANSFORM)
 

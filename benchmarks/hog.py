@@ -22,6 +22,7 @@ from skimage.feature import hog as skimage_hog
 from skimage.transform import resize
 
 from repscope.hog import hog
+from repscope.memory import retain_freed_memory
 
 
 def photos(batch: int, size: int) -> torch.Tensor:
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the torch.compile path (compiles for a minute or so first)")
     args = parser.parse_args()
+    retained = retain_freed_memory()  # as the repscope command does (repscope.memory)
+    print(f"allocator: freed memory {'retained (glibc)' if retained else 'returned to the system'}")
     x = photos(args.batch, args.size)
     arrays = [img.permute(1, 2, 0).numpy() for img in x]
     default_threads = torch.get_num_threads()

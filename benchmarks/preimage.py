@@ -19,6 +19,7 @@ import torch
 
 from repscope import models
 from repscope.layers import Representation
+from repscope.memory import retain_freed_memory
 from repscope.preimage import Invert, PreimageConfig, optimise
 
 
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
     args = ap.parse_args()
+    retained = retain_freed_memory()  # as the repscope command does (repscope.memory)
+    print(f"allocator: freed memory {'retained (glibc)' if retained else 'returned to the system'}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = models.load("efficientnet_lite0")

@@ -12,6 +12,7 @@ import importlib.util
 import sys
 
 from ..errors import RepscopeError
+from ..memory import retain_freed_memory
 
 #: Subcommand modules, in the order ``repscope --help`` lists them; missing ones are skipped.
 SUBCOMMANDS = ("zoo", "classify", "invert", "maximize", "caricature", "saliency", "equivariance", "stitch",
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    retain_freed_memory()  # large CPU temporaries reuse pages (see repscope.memory)
     try:
         args = build_parser().parse_args(argv)
         args.run(args)

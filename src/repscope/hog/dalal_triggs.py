@@ -43,7 +43,7 @@ from torch import Tensor
 
 from repscope.errors import ShapeError
 
-from ._common import as_pair, border_gradients, check_images, magnitude, maybe_compiled, safe_sqrt
+from ._common import as_pair, border_gradients, check_images, magnitude, maybe_compiled, safe_sqrt, select_max
 
 BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 EPS = 1e-5  # scikit-image's block-normalisation epsilon
@@ -61,39 +61,24 @@ def _pixel_votes(images: Tensor, orientations: int, cell_of: Tensor, n_cells: in
     height, width = images.shape[-2:]
     g_row, g_col = border_gradients(images[:, :, : min(height, rows + 1), : min(width, cols + 1)])
     g_row, g_col = g_row[:, :, :rows, :cols], g_col[:, :, :rows, :cols]
-    best, row, col, second, s_row, s_col = _select_with_runner_up(magnitude(g_row, g_col), g_row, g_col)
+    score = magnitude(g_row, g_col)
+    best, row, col = select_max(score, g_row, g_col)
     o = torch.remainder(torch.rad2deg(torch.atan2(row, col)), 180.0)
     bins = torch.div(o, 180.0 / orientations, rounding_mode="floor").long().clamp(0, orientations)
     index = bins * n_cells + cell_of  # bin n (an angle rounding to 180°) is a spare slot
     tol = 16 * torch.finfo(images.dtype).eps
-    doubtful = torch.zeros_like(row, dtype=torch.bool)
-    if second is not None:
-        b = best.detach()
-        doubtful = (b - second <= tol * b) & ((s_row != row) | (s_col != col))
+    doubtful = _near_ties(score.detach(), best.detach() * (1 - tol), g_row.detach(), g_col.detach(), row, col)
     if diagonal_edges:
         doubtful = doubtful | ((o - 45.0).abs() <= tol * 180) | ((o - 135.0).abs() <= tol * 180)
     return best, index, doubtful
 
 
-def _select_with_runner_up(score: Tensor, g_row: Tensor, g_col: Tensor):
-    """Channel of largest score (first on ties) and the runner-up's score and gradient, ``(N, H, W)`` each."""
-    g_row, g_col = g_row.detach(), g_col.detach()
-    best, row, col = score[:, 0], g_row[:, 0], g_col[:, 0]
-    second = s_row = s_col = None
-    for c in range(1, score.shape[1]):
-        s, r, q = score[:, c], g_row[:, c], g_col[:, c]
-        win = s > best
-        cand, cand_r, cand_q = (torch.where(win, best.detach(), s.detach()), torch.where(win, row, r),
-                                torch.where(win, col, q))
-        if second is None:
-            second, s_row, s_col = cand, cand_r, cand_q
-        else:
-            up = cand > second
-            second = torch.where(up, cand, second)
-            s_row, s_col = torch.where(up, cand_r, s_row), torch.where(up, cand_q, s_col)
-        best = torch.maximum(best, s)
-        row, col = torch.where(win, r, row), torch.where(win, q, col)
-    return best, row, col, second, s_row, s_col
+def _near_ties(score: Tensor, floor: Tensor, g_row: Tensor, g_col: Tensor, row: Tensor, col: Tensor) -> Tensor:
+    """Pixels ``(N, H, W)`` where another channel with a different gradient scores at least ``floor``."""
+    doubtful = torch.zeros_like(floor, dtype=torch.bool)
+    for c in range(score.shape[1]):  # the chosen channel has the chosen gradient: never flagged by itself
+        doubtful |= (score[:, c] >= floor) & ((g_row[:, c] != row) | (g_col[:, c] != col))
+    return doubtful
 
 
 def _fix_bins(images: Tensor, index: Tensor, doubtful: Tensor, orientations: int, n_cells: int) -> Tensor:
