@@ -233,6 +233,18 @@ def _project(x: Tensor, bound: float | None, low: Tensor | None, high: Tensor | 
     return x
 
 
+class _StraightThrough(torch.autograd.Function):
+    """``projected`` forward, the identity backward (to ``composed``): Π with a straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, composed: Tensor, projected: Tensor) -> Tensor:
+        return projected.view_as(projected)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
 def _optimizer(cfg: "PreimageConfig", levels: list[Tensor], lr: float) -> torch.optim.Optimizer:
     """A fresh optimiser over the pyramid levels; level k steps ``pyramid_decay``^k as far as level 0."""
     if cfg.optimizer == "adam":
@@ -318,10 +330,10 @@ def optimise(
         if final and t == cfg.iters - n_final and t > 0:  # the second run restarts the optimiser
             optimizer = _optimizer(cfg, levels, first_lr * cfg.final_lr_factor)
         where = jitter.offsets(gens, j) if j and not final else [(j // 2, j // 2)] * n
-        canvas = pyramid.compose(levels)
-        with torch.no_grad():  # Π, carried by the finest level; the gradient passes straight through
-            correction = _project(canvas, cfg.bound, low, high).sub_(canvas)
-        canvas = canvas + correction
+        composed = pyramid.compose(levels)
+        with torch.no_grad():
+            projected = _project(composed, cfg.bound, low, high)
+        canvas = _StraightThrough.apply(composed, projected)  # Π(x); the gradient passes straight through
         images01 = jitter.crop_images01(canvas, where, (h, w), mean)
         with leaky_rectifiers(cfg.leak):
             data = objective(representation(images01))
@@ -339,11 +351,11 @@ def optimise(
                 last_good=((x[:, :, c : c + h, c : c + w] + mean) / 255).detach(),
                 iteration=t,
             )
-        x = canvas.detach()
+        x = projected
         losses.append(total.detach())
         data_losses.append(data.detach())
-        with torch.no_grad():
-            levels[0].add_(correction)
+        with torch.no_grad():  # the finest level carries Π (composed may be levels[0] itself: no in-place mix)
+            levels[0].add_(projected - composed)
         for level, grad in zip(levels, grads):
             level.grad = grad
         optimizer.step()

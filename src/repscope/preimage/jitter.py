@@ -8,8 +8,9 @@ subtracted); Φ sees the crop at offset τ_n ∈ {0..j}² of image n, converted 
     \mathrm{images01}_n = (\mathrm{crop}_{\tau_n}(x_n) + m) / 255
 
 Each image draws its offsets from its own generator, so a batch of N equals N single runs.
-:func:`crop_images01` is one autograd function: one copy forward, one zero-fill and N slice
-copies backward (autograd's own slicing of a stack would zero-fill the whole batch once per image).
+:func:`crop_images01` is one autograd function: one pass forward (crop and conversion together),
+one zero-fill and N scaled slice copies backward (autograd's own slicing of a stack would zero-fill
+the whole batch once per image).
 
 Example:
     >>> import torch
@@ -37,21 +38,22 @@ class _CropImages01(torch.autograd.Function):
     @staticmethod
     def forward(ctx, canvas: Tensor, where: tuple, h: int, w: int, mean: Tensor) -> Tensor:
         ctx.where, ctx.canvas_shape = where, canvas.shape
+        mean01 = mean / 255
         if all(o == where[0] for o in where):
             dy, dx = where[0]
-            out = canvas[:, :, dy : dy + h, dx : dx + w] + mean
-        else:
-            out = torch.stack([canvas[n, :, dy : dy + h, dx : dx + w] for n, (dy, dx) in enumerate(where)])
-            out.add_(mean)
-        return out.div_(255)
+            return torch.add(mean01, canvas[:, :, dy : dy + h, dx : dx + w], alpha=1 / 255)
+        out = canvas.new_empty(canvas.shape[:2] + (h, w))
+        for n, (dy, dx) in enumerate(where):
+            torch.add(mean01[0], canvas[n, :, dy : dy + h, dx : dx + w], alpha=1 / 255, out=out[n])
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         h, w = grad.shape[-2:]
         out = grad.new_zeros(ctx.canvas_shape)
         for n, (dy, dx) in enumerate(ctx.where):
-            out[n, :, dy : dy + h, dx : dx + w] = grad[n]
-        return out.div_(255), None, None, None, None
+            torch.mul(grad[n], 1 / 255, out=out[n, :, dy : dy + h, dx : dx + w])
+        return out, None, None, None, None
 
 
 def crop_images01(canvas: Tensor, where: Sequence[tuple[int, int]], size: tuple[int, int], mean: Tensor) -> Tensor:
