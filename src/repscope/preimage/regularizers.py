@@ -74,14 +74,17 @@ def total_variation(x: Tensor, beta: float = 2.0, eps: float = 1e-8) -> Tensor:
     _check(x)
     if beta <= 0:
         raise ShapeError(f"beta must be positive, got {beta}; use beta=2 (smooth) or beta=1 (spiky).")
-    h, w = x.shape[-2:]
     if beta == 2:  # the two directions separate: no need to align them
         return _SquaredTotalVariation.apply(x)
-    dh = x[..., :, 1:] - x[..., :, :-1]  # (N, C, H, W-1); the replicated last column adds 0
-    dv = x[..., 1:, :] - x[..., :-1, :]  # (N, C, H-1, W)
+    dh, dv = _differences(x)
     sq = torch.nn.functional.pad(dh.pow(2), (0, 1)) + torch.nn.functional.pad(dv.pow(2), (0, 0, 0, 1))
     per_pixel = torch.where(sq > eps, sq.clamp_min(eps).pow(beta / 2), torch.zeros_like(sq))
     return per_pixel.sum(dim=1).mean(dim=(1, 2))
+
+
+def _differences(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Forward differences Δh (N, C, H, W-1) and Δv (N, C, H-1, W); the replicated last column/row adds 0."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
 class _SquaredTotalVariation(torch.autograd.Function):
@@ -90,8 +93,7 @@ class _SquaredTotalVariation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        dh = x[..., :, 1:] - x[..., :, :-1]  # (N, C, H, W-1); the replicated last column adds 0
-        dv = x[..., 1:, :] - x[..., :-1, :]  # (N, C, H-1, W)
+        dh, dv = _differences(x)
         ctx.save_for_backward(dh, dv)
         flat_h, flat_v = dh.flatten(1), dv.flatten(1)
         return (torch.linalg.vecdot(flat_h, flat_h) + torch.linalg.vecdot(flat_v, flat_v)) / (h * w)
