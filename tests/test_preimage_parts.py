@@ -40,6 +40,18 @@ def test_pyramid_split_compose_round_trip_and_level_shapes():
     assert pyramid.level_count(224, 20) == 2  # the short side decides
 
 
+@pytest.mark.parametrize("size,count", [((29, 30), 3), ((225, 226), 5)])
+def test_pyramid_adjoint_equals_autograd_through_compose(size, count):
+    canvas = torch.randn(2, 3, *size, dtype=torch.float64)
+    levels = [p.normal_().requires_grad_(True) for p in pyramid.split(canvas, count)]
+    g = torch.randn(2, 3, *size, dtype=torch.float64)
+    expected = torch.autograd.grad(pyramid.compose(levels), levels, g)
+    ours = pyramid.adjoint(g, count)
+    assert [p.shape for p in ours] == [p.shape for p in levels]
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
 def test_momentum_adagrad_follows_the_formula_per_group():
     x = torch.tensor([1.0, -1.0, 0.5], requires_grad=True)
     y = torch.tensor([2.0], requires_grad=True)

@@ -88,27 +88,37 @@ def _differences(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _SquaredTotalVariation(torch.autograd.Function):
-    """TV² with a hand-written gradient, (2/HW)·(Δh and Δv scattered back): fewer passes than autograd's slices."""
+    """TV² with a hand-written gradient, (2/HW)·Dᵀ(Δ), computed on each image as one flat row.
+
+    In the row (C·H·W values) Δh is x[i+1] − x[i] and Δv is x[i+W] − x[i]; the values that cross a
+    row or channel edge are set to 0, which is the replicated edge. Contiguous shifts are several
+    times faster on CPU than 2-D slices, and the gradient is three passes.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        dh, dv = _differences(x)
+        n, c, h, w = x.shape
+        flat = x.reshape(n, c * h * w)
+        dh, dv = torch.empty_like(flat), torch.empty_like(flat)  # every value is written below
+        torch.sub(flat[:, 1:], flat[:, :-1], out=dh[:, :-1])
+        dh.view(n, c * h, w)[:, :, -1] = 0
+        torch.sub(flat[:, w:], flat[:, :-w], out=dv[:, :-w])
+        dv.view(n, c, h, w)[:, :, -1, :] = 0
         ctx.save_for_backward(dh, dv)
-        flat_h, flat_v = dh.flatten(1), dv.flatten(1)
-        return (torch.linalg.vecdot(flat_h, flat_h) + torch.linalg.vecdot(flat_v, flat_v)) / (h * w)
+        ctx.shape = x.shape
+        return (torch.linalg.vecdot(dh, dh) + torch.linalg.vecdot(dv, dv)) / (h * w)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> Tensor:
         dh, dv = ctx.saved_tensors
-        h, w = dh.shape[-2], dv.shape[-1]
-        out = dh.new_zeros(dv.shape[:-2] + (h, w))
-        out[..., :, 1:] = dh
-        out[..., :, :-1] -= dh
-        out[..., 1:, :] += dv
-        out[..., :-1, :] -= dv
-        return out.mul_(grad.view(-1, *([1] * (out.dim() - 1))) * (2.0 / (h * w)))
+        n, c, h, w = ctx.shape
+        out = torch.empty_like(dh)  # out[i] = Δh[i−1] − Δh[i] + Δv[i−W] − Δv[i]
+        torch.sub(dh[:, :-1], dh[:, 1:], out=out[:, 1:])
+        torch.neg(dh[:, :1], out=out[:, :1])
+        out[:, w:].add_(dv[:, :-w])
+        out.sub_(dv)
+        return out.mul_(grad.view(n, 1) * (2.0 / (h * w))).view(ctx.shape)
 
 
 class AlphaNorm(nn.Module):
