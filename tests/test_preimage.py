@@ -194,7 +194,7 @@ def lite0():
     return model, photos
 
 
-#: measured means with the defaults, seed 0 (README): 0.048, 0.108, 0.174, 0.164, 0.151, 0.127, 0.182
+#: measured means with the defaults, seed 0 (README): 0.048, 0.108, 0.174, 0.162, 0.151, 0.128, 0.177
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", list(TARGETS))
 def test_lite0_inversion_quality(lite0, layer):
@@ -204,7 +204,7 @@ def test_lite0_inversion_quality(lite0, layer):
     model, photos = lite0
     res = invert(Representation(model, layer), photos, iters=200)
     assert res.metrics["error"].mean() <= TARGETS[layer]
-    if layer != "blocks.6":  # there 0.163-0.182 over seeds 0-4 (mean 0.173): a tie with Adam's 0.17
+    if layer != "blocks.6":  # there 0.162-0.181 over seeds 0-4 (mean 0.172): a tie with Adam's 0.17
         assert res.metrics["error"].mean() < PLAIN_ADAM[layer]
     tv_ratio = res.metrics["total_variation"] / total_variation(photos * 255, 2.0)
     assert tv_ratio.mean() <= 2.0  # natural: no more texture than the photos themselves

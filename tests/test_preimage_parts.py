@@ -94,3 +94,13 @@ def test_squared_total_variation_gradient_matches_autograd_of_the_formula():
     vertical = (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum((1, 2, 3))
     formula = (horizontal + vertical) / 63
     torch.testing.assert_close(total_variation(x, 2.0), formula)
+
+
+def test_invert_loss_gradient_matches_autograd_of_the_formula():
+    from repscope.preimage import Invert
+
+    target = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    f = torch.randn(3, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: Invert(target)(v), (f,))
+    formula = (f - target).pow(2).sum((1, 2, 3)) / target.pow(2).sum((1, 2, 3))
+    torch.testing.assert_close(Invert(target)(f), formula)

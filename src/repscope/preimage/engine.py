@@ -22,9 +22,9 @@ x = p_0 + ↑(p_1 + ↑(p_2 + …)) (:mod:`.pyramid`), and every level takes the
 scales every pixel whose colour vector is longer than B back onto that ball. After each step the
 coarse levels' moves are folded into p_0, which then holds Π(x), and reset to 0: the same iterates
 as keeping the levels, but the forward pass reads the canvas as is and the level gradients are the
-pyramid's adjoint (:func:`.pyramid.adjoint`) of the canvas gradient. The last ``final_fraction`` of the iterations run at 0.1·LR with jitter off
-and the optimiser state reset (the papers' second run of 50 iterations). Adam
-(``optimizer="adam"``, lr in pixels per step) is the alternative.
+pyramid's adjoint (:func:`.pyramid.adjoint`) of the canvas gradient. The last ``final_fraction``
+of the iterations run at 0.1·LR with jitter off and the optimiser state reset (the papers' second
+run of 50 iterations). Adam (``optimizer="adam"``, lr in pixels per step) is the alternative.
 
 Deviations from the papers, each measured on EfficientNet-Lite0 (4 sample photos, 224², 200
 iterations; README):
@@ -32,9 +32,10 @@ iterations; README):
 - The pyramid (5 coarse levels at 224², ``pyramid_decay`` 0.7) and a half step (s = 0.5). The
   AdaGrad-scaled step is ≈ sign(g) per element, so lr does not set its size and, on pixels, coarse
   structure moves no faster than noise. Mean error at blocks.0–6 went from 0.052, 0.192, 0.260,
-  0.242, 0.198, 0.169, 0.208 (pixels, s = 1, final stage 50%) to 0.048, 0.108, 0.174, 0.164,
-  0.151, 0.127, 0.182 (blocks.6: 0.163–0.182 over seeds 0–4), below a plain Adam loop at blocks.0–5
-  and tied at blocks.6, with the pre-images' total variation 0.2–1.9× the photos' (it was up to 3.2×). At blocks.2 with a 50% final stage: pixels 0.260,
+  0.242, 0.198, 0.169, 0.208 (pixels, s = 1, final stage 50%) to 0.048, 0.108, 0.174, 0.162,
+  0.151, 0.128, 0.177 (blocks.6: 0.162–0.181 over seeds 0–4), below a plain Adam loop at blocks.0–5
+  and tied at blocks.6, with the pre-images' total variation 0.2–1.9× the photos' (it was up to
+  3.2×). At blocks.2 with a 50% final stage: pixels 0.260,
   s = 0.5 alone 0.264, the pyramid alone (s = 1) 0.230, both 0.185; decay 0.5 / 0.85 gave 0.201 /
   0.181 (with more texture), 3 levels instead of 5 0.199; 1000 pixel iterations reach 0.172. The
   pyramid helps ``optimizer="adam"`` too: 0.244 at blocks.2 instead of 0.358 on pixels.
@@ -308,9 +309,7 @@ def optimise(
     n_final = min(int(round(cfg.final_fraction * cfg.iters)), cfg.iters)
     first_lr = cfg.lr * (h * w if cfg.optimizer == "momentum" else 1.0)
     count = cfg.pyramid if cfg.pyramid is not None else pyramid.level_count(h, w)
-    # The optimiser steps every level; the step is then folded into the canvas p_0, which stays Π(x),
-    # the image evaluated, and the coarse levels go back to 0: the pyramid's iterates without
-    # composing it in the forward pass.
+    # x = levels[0] is the canvas evaluated; after each step the coarse levels are folded into it (module doc)
     levels = [p.requires_grad_(True) for p in pyramid.split(_project_(x, cfg.bound, box), count)]
     x = levels[0]
     previous = x.detach().clone()  # the last canvas with a finite energy

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..errors import LayerError, ShapeError
 
@@ -42,6 +43,23 @@ Unit = int | tuple[int, int, int] | Tensor
 
 def _flat(f: Tensor) -> Tensor:
     return f.reshape(f.shape[0], -1)
+
+
+class _SquaredDistance(torch.autograd.Function):
+    """‖f − t‖² per row of f, t (N, D) → (N,), gradient 2(f − t)·g: one pass over the features each
+    way after the difference (autograd's pow and sum take two more)."""
+
+    @staticmethod
+    def forward(ctx, features: Tensor, target: Tensor) -> Tensor:
+        diff = features - target
+        ctx.save_for_backward(diff)
+        return torch.linalg.vecdot(diff, diff)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        (diff,) = ctx.saved_tensors
+        return diff * (2 * grad).unsqueeze(1), None
 
 
 class Objective:
@@ -101,7 +119,7 @@ class Invert(Objective):
     def loss(self, features: Tensor) -> Tensor:
         if features.shape != self.target.shape:
             raise ShapeError(f"features {tuple(features.shape)} do not match the target {tuple(self.target.shape)}.")
-        return _flat(features - self.target).pow(2).sum(1) / self.norm2
+        return _SquaredDistance.apply(_flat(features), _flat(self.target)) / self.norm2
 
     def metrics(self, features: Tensor) -> dict[str, Tensor]:
         return {"error": self.loss(features).sqrt()}
