@@ -1,7 +1,6 @@
 """The pre-image engine on tiny hand-built representations (closed forms, invariants), plus slow
 quality checks on EfficientNet-Lite0."""
 
-
 import pytest
 import torch
 from torch import nn

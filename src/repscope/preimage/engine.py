@@ -35,10 +35,10 @@ iterations; README):
   0.242, 0.198, 0.169, 0.208 (pixels, s = 1, final stage 50%) to 0.048, 0.108, 0.174, 0.162,
   0.151, 0.128, 0.177 (blocks.6: 0.162–0.181 over seeds 0–4), below a plain Adam loop at blocks.0–5
   and tied at blocks.6, with the pre-images' total variation 0.2–1.9× the photos' (it was up to
-  3.2×). At blocks.2 with a 50% final stage: pixels 0.260,
-  s = 0.5 alone 0.264, the pyramid alone (s = 1) 0.230, both 0.185; decay 0.5 / 0.85 gave 0.201 /
-  0.181 (with more texture), 3 levels instead of 5 0.199; 1000 pixel iterations reach 0.172. The
-  pyramid helps ``optimizer="adam"`` too: 0.244 at blocks.2 instead of 0.358 on pixels.
+  3.2×). At blocks.2 with a 50% final stage: pixels 0.260, s = 0.5 alone 0.264, the pyramid alone
+  (s = 1) 0.230, both 0.185; decay 0.5 / 0.85 gave 0.201 / 0.181 (with more texture), 3 levels
+  instead of 5 0.199; 1000 pixel iterations reach 0.172. The pyramid helps ``optimizer="adam"``
+  too: 0.244 at blocks.2 instead of 0.358 on pixels.
 - C, a data-term weight (the papers also weight the data term per layer): :func:`default_data_weight`
   (C = 300 everywhere: blocks.6 TV 2.4×; C = 70 at stride 32: blocks.5 0.142 instead of 0.13).
 - 200 iterations in all, 70% of them in the final stage (the papers: 300 + 50); 50% gave 0.185 at

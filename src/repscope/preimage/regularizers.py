@@ -76,15 +76,11 @@ def total_variation(x: Tensor, beta: float = 2.0, eps: float = 1e-8) -> Tensor:
         raise ShapeError(f"beta must be positive, got {beta}; use beta=2 (smooth) or beta=1 (spiky).")
     if beta == 2:  # the two directions separate: no need to align them
         return _SquaredTotalVariation.apply(x)
-    dh, dv = _differences(x)
+    dh = x[..., :, 1:] - x[..., :, :-1]  # (N, C, H, W-1); the replicated last column adds 0
+    dv = x[..., 1:, :] - x[..., :-1, :]  # (N, C, H-1, W)
     sq = torch.nn.functional.pad(dh.pow(2), (0, 1)) + torch.nn.functional.pad(dv.pow(2), (0, 0, 0, 1))
     per_pixel = torch.where(sq > eps, sq.clamp_min(eps).pow(beta / 2), torch.zeros_like(sq))
     return per_pixel.sum(dim=1).mean(dim=(1, 2))
-
-
-def _differences(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Forward differences Δh (N, C, H, W-1) and Δv (N, C, H-1, W); the replicated last column/row adds 0."""
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
 class _SquaredTotalVariation(torch.autograd.Function):
