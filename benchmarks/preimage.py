@@ -6,7 +6,10 @@
 3. throughput at batch 1, 8, 32: image-iterations per second and 200-iteration pre-images per second.
 
 Usage: PYTHONPATH=src python benchmarks/preimage.py [--layer blocks.3] [--ratio-layers blocks.0,blocks.1,...]
-       [--iters 20] [--rounds 3] [--threads 1] [--size 224]
+       [--iters 20] [--rounds 3] [--threads 1] [--size 224] [--device cpu|cuda]
+
+On CUDA every timing synchronises the device first and last (the engine's NaN check already waits
+for each iteration's energy).
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from repscope.memory import retain_freed_memory
 from repscope.preimage import Invert, PreimageConfig, optimise
 
 
+def _sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
 def bare_step(phi, x: torch.Tensor, iters: int) -> float:
     """Seconds per forward+backward of Φ (loss = sum of squares), after one warm-up."""
     def once():
@@ -29,9 +37,11 @@ def bare_step(phi, x: torch.Tensor, iters: int) -> float:
         (g,) = torch.autograd.grad(phi(xi).pow(2).sum(), xi)
         return g
     once()
+    _sync(x)
     t = time.perf_counter()
     for _ in range(iters):
         once()
+    _sync(x)
     return (time.perf_counter() - t) / iters
 
 
@@ -41,6 +51,7 @@ def engine_step(phi, x: torch.Tensor, iters: int) -> float:
         target = phi(x)
     cfg = PreimageConfig(iters=iters)
     optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=PreimageConfig(iters=1))
+    _sync(x)
     res = optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=cfg)
     return res.seconds / iters
 
@@ -55,20 +66,22 @@ def main() -> None:
                     help="alternating bare/engine rounds; the best time of each is compared")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     retained = retain_freed_memory()  # as the repscope command does (repscope.memory)
     print(f"allocator: freed memory {'retained (glibc)' if retained else 'returned to the system'}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = models.load("efficientnet_lite0")
+    model = models.load("efficientnet_lite0", device=args.device)
+    dev = model.device
     s = args.size
-    print(f"efficientnet_lite0, {s}x{s}, {args.threads} thread(s), {args.iters} timed iterations per entry")
+    print(f"efficientnet_lite0 on {dev}, {s}x{s}, {args.threads} thread(s), {args.iters} timed iterations per entry")
 
     print("\n1. engine iteration vs bare forward+backward (same truncated network, same batch)")
     for layer in args.ratio_layers.split(","):
         phi = Representation(model, layer)
         for b in (1, 8):
-            x = torch.rand(b, 3, s, s)
+            x = torch.rand(b, 3, s, s, device=dev)
             pairs = [(bare_step(phi, x, args.iters), engine_step(phi, x, args.iters)) for _ in range(args.rounds)]
             ratios = sorted(eng / bare for bare, eng in pairs)
             bare, eng = (min(v) for v in zip(*pairs))
@@ -76,7 +89,7 @@ def main() -> None:
                   f"best/best {eng / bare:5.2f}  (per round {ratios[0]:.2f}-{ratios[-1]:.2f}; goal <= 1.15)")
 
     print("\n2. truncation: blocks.0 vs full network (logits), engine iteration, batch 1")
-    x = torch.rand(1, 3, s, s)
+    x = torch.rand(1, 3, s, s, device=dev)
     t0 = engine_step(Representation(model, "blocks.0"), x, args.iters)
     tf = engine_step(Representation(model, "logits"), x, args.iters)
     print(f"   blocks.0 {t0 * 1e3:.1f} ms  logits {tf * 1e3:.1f} ms  full/blocks.0 = {tf / t0:.1f}x")
@@ -84,7 +97,7 @@ def main() -> None:
     print(f"\n3. throughput, {args.layer} inversion")
     phi = Representation(model, args.layer)
     for b in (1, 8, 32):
-        t = engine_step(phi, torch.rand(b, 3, s, s), max(2, args.iters // 2))
+        t = engine_step(phi, torch.rand(b, 3, s, s, device=dev), max(2, args.iters // 2))
         print(f"   batch {b:2d}: {t * 1e3:8.1f} ms/iter  {b / t:7.1f} image-iterations/s  "
               f"{b / (200 * t):6.3f} pre-images/s at 200 iterations")
 

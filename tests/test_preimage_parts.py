@@ -25,6 +25,15 @@ def test_upsample2_is_bilinear_x2_and_its_backward_is_the_adjoint(in_size, out_s
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("in_size,out_size", [((5, 7), (10, 14)), ((5, 7), (9, 13)), ((1, 1), (2, 1)), ((4, 4), (7, 8))])
+def test_hand_written_adjoint_equals_aten_at_small_sizes(in_size, out_size):
+    """CUDA takes the hand-written adjoint at every size (aten's accumulates with atomics there)."""
+    g = torch.randn(2, 3, *out_size, dtype=torch.float64)
+    aten = pyramid.upsample2_adjoint(g, in_size)  # small on the CPU: aten's kernel
+    ours = pyramid._up_adjoint(pyramid._up_adjoint(g, 2, in_size[0]), 3, in_size[1])
+    torch.testing.assert_close(ours, aten, rtol=0, atol=1e-12)
+
+
 def test_upsample2_passes_gradcheck_on_the_hand_written_path():
     x = torch.randn(1, 3, 130, 9, dtype=torch.float64, requires_grad=True)  # large enough for the manual path
     assert torch.autograd.gradcheck(lambda v: pyramid.upsample2(v, (259, 18)), (x,), fast_mode=True)

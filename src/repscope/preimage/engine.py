@@ -63,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -214,14 +215,25 @@ def _stride(phi: Callable) -> int:
     return int(s) if isinstance(s, (int, float)) and s and s > 0 else 1
 
 
-def _device_dtype(phi: Callable, start01: Tensor | None) -> tuple[torch.device, torch.dtype]:
+def _device_dtype(phi: Callable, start01: Tensor | None, device) -> tuple[torch.device, torch.dtype]:
+    """Start images' device and dtype; else ``device`` (or Φ's first parameter's) and Φ's dtype (else the default)."""
     if start01 is not None:
         return start01.device, start01.dtype
     params = getattr(phi, "parameters", None)
     p = next(iter(params()), None) if callable(params) else None
-    if p is not None and p.is_floating_point():
-        return p.device, p.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
+    p = p if p is not None and p.is_floating_point() else None
+    dtype = p.dtype if p is not None else torch.get_default_dtype()
+    if device is not None:
+        return torch.device(device), dtype
+    return (p.device if p is not None else torch.device("cpu")), dtype
+
+
+def _reproducible(device: torch.device):
+    """cuDNN restricted to deterministic algorithms on CUDA (same seed, same pre-image); nothing elsewhere."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=False, deterministic=True, allow_tf32=cudnn.allow_tf32)
 
 
 def _project_(x: Tensor, bound: float | None, box: list[tuple[float, float]] | None) -> Tensor:
@@ -253,6 +265,7 @@ def optimise(
     batch: int | None = None,
     config: PreimageConfig | None = None,
     seed: int = 0,
+    device: torch.device | str | None = None,
     quiet: bool = True,
     desc: str = "pre-image",
     callback: Callable[[int, Tensor], None] | None = None,
@@ -260,7 +273,8 @@ def optimise(
     """Minimise ``objective(Φ(x)) + λ_α R_α(x) + λ_TV R_TV(x)`` over a batch of images x.
 
     Images are independent: image i uses seed ``seed + i`` (noise start and jitter), and its loss
-    does not depend on the others, so a batch of N equals N single runs with those seeds.
+    does not depend on the others, so a batch of N equals N single runs with those seeds. The same
+    seed gives the same images, on CUDA too (cuDNN is held to deterministic algorithms in the loop).
 
     Args:
         representation: Φ, images01 (N, 3, H, W) -> features (N, ...); ``.stride`` (pixels) sets
@@ -272,6 +286,8 @@ def optimise(
         batch: N for noise starts.
         config: hyperparameters (default :class:`PreimageConfig`).
         seed: base seed.
+        device: where to optimise when there are no start images (default: Φ's parameters' device,
+            else the CPU; a representation without parameters, such as HOG, needs it on CUDA).
         quiet: hide the progress bar.
         desc: progress bar label.
         callback: called every iteration as ``callback(t, x)`` with the canvas x (N, 3, H+j, W+j)
@@ -286,7 +302,7 @@ def optimise(
             images (N, 3, H, W) with a finite energy, ``iteration`` the failing iteration.
     """
     cfg = (config or PreimageConfig()).resolve(_stride(representation))
-    device, dtype = _device_dtype(representation, start01)
+    device, dtype = _device_dtype(representation, start01, device)
     if start01 is not None:
         if start01.dim() != 4 or start01.shape[1] != 3:
             raise ShapeError(f"start images must be (N, 3, H, W), got {tuple(start01.shape)}.")
@@ -317,42 +333,43 @@ def optimise(
     losses, data_losses = [], []
     c = j // 2
     t0 = time.perf_counter()
-    for t in progress(range(cfg.iters), total=cfg.iters, desc=desc, quiet=quiet):
-        final = t >= cfg.iters - n_final
-        if final and t == cfg.iters - n_final and t > 0:  # the second run restarts the optimiser
-            optimizer = _optimizer(cfg, levels, first_lr * cfg.final_lr_factor)
-        where = jitter.offsets(gens, j) if j and not final else [(j // 2, j // 2)] * n
-        images01 = jitter.crop_images01(x, where, (h, w), mean)
-        with leaky_rectifiers(cfg.leak):
-            data = objective(representation(images01))
-        total = cfg.data_weight * data
-        if cfg.lambda_alpha:
-            total = total + cfg.lambda_alpha * alpha_norm(x, cfg.alpha)
-        if cfg.lambda_tv:
-            total = total + cfg.lambda_tv * total_variation(x, cfg.beta)
-        (canvas_grad,) = torch.autograd.grad(total.sum(), x)
-        grads = pyramid.adjoint(canvas_grad, count)
-        # the coarsest gradient sums all of the canvas gradient: one sum checks the energy and the gradient
-        if not torch.isfinite(total.sum() + grads[-1].sum()):
-            raise OptimisationError(
-                f"the pre-image energy became NaN/Inf at iteration {t}; lower the learning rate (--lr) or "
-                "the regulariser weights, or use optimizer='adam'.",
-                last_good=(previous[:, :, c : c + h, c : c + w] + mean) / 255,
-                iteration=t,
-            )
-        losses.append(total.detach())
-        data_losses.append(data.detach())
-        with torch.no_grad():
-            previous.copy_(x)
-            for level, grad in zip(levels, grads):
-                level.grad = grad
-            optimizer.step()
-            if count:
-                x.add_(pyramid.upsample2(pyramid.compose(levels[1:]), tuple(x.shape[-2:])))
-                torch._foreach_zero_(levels[1:])
-            _project_(x, cfg.bound, box)
-        if callback is not None:
-            callback(t, previous.clone())
+    with _reproducible(device):  # same seed, same pre-image on CUDA too
+        for t in progress(range(cfg.iters), total=cfg.iters, desc=desc, quiet=quiet):
+            final = t >= cfg.iters - n_final
+            if final and t == cfg.iters - n_final and t > 0:  # the second run restarts the optimiser
+                optimizer = _optimizer(cfg, levels, first_lr * cfg.final_lr_factor)
+            where = jitter.offsets(gens, j) if j and not final else [(j // 2, j // 2)] * n
+            images01 = jitter.crop_images01(x, where, (h, w), mean)
+            with leaky_rectifiers(cfg.leak):
+                data = objective(representation(images01))
+            total = cfg.data_weight * data
+            if cfg.lambda_alpha:
+                total = total + cfg.lambda_alpha * alpha_norm(x, cfg.alpha)
+            if cfg.lambda_tv:
+                total = total + cfg.lambda_tv * total_variation(x, cfg.beta)
+            (canvas_grad,) = torch.autograd.grad(total.sum(), x)
+            grads = pyramid.adjoint(canvas_grad, count)
+            # the coarsest gradient sums all of the canvas gradient: one sum checks the energy and the gradient
+            if not torch.isfinite(total.sum() + grads[-1].sum()):
+                raise OptimisationError(
+                    f"the pre-image energy became NaN/Inf at iteration {t}; lower the learning rate (--lr) or "
+                    "the regulariser weights, or use optimizer='adam'.",
+                    last_good=(previous[:, :, c : c + h, c : c + w] + mean) / 255,
+                    iteration=t,
+                )
+            losses.append(total.detach())
+            data_losses.append(data.detach())
+            with torch.no_grad():
+                previous.copy_(x)
+                for level, grad in zip(levels, grads):
+                    level.grad = grad
+                optimizer.step()
+                if count:
+                    x.add_(pyramid.upsample2(pyramid.compose(levels[1:]), tuple(x.shape[-2:])))
+                    torch._foreach_zero_(levels[1:])
+                _project_(x, cfg.bound, box)
+            if callback is not None:
+                callback(t, previous.clone())
     seconds = time.perf_counter() - t0
 
     x = x.detach()

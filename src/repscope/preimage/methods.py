@@ -65,7 +65,7 @@ def invert(
         target = representation(images01)
     res = optimise(
         representation, Invert(target), size=tuple(images01.shape[-2:]), batch=images01.shape[0],
-        config=_config(config, iters), seed=seed, quiet=quiet, desc="invert",
+        config=_config(config, iters), seed=seed, device=images01.device, quiet=quiet, desc="invert",
     )
     res.labels = [f"image {i}" for i in range(images01.shape[0])]
     return res
@@ -89,6 +89,7 @@ def maximize(
     iters: int | None = None,
     config: PreimageConfig | None = None,
     seed: int = 0,
+    device: torch.device | str | None = None,
     quiet: bool = True,
 ) -> PreimageResult:
     """Images that maximise units of Φ: argmin −⟨w_k, Φ(x)⟩ / Z + priors, one image per unit.
@@ -105,6 +106,7 @@ def maximize(
         iters: iterations (default 200).
         config: hyperparameters (default :class:`PreimageConfig`).
         seed: image i starts from noise with seed ``seed + i``.
+        device: where to optimise (default: ``reference01``'s device, else Φ's parameters', else the CPU).
         quiet: hide the progress bar.
 
     Returns:
@@ -123,6 +125,7 @@ def maximize(
     res = optimise(
         representation, Maximize(units, spatial=spatial, scale=scale), size=size, batch=len(units),
         config=dataclasses.replace(_config(config, iters), leak=leak), seed=seed, quiet=quiet, desc="maximize",
+        device=device if device is not None or reference01 is None else reference01.device,
     )
     if best is not None:
         res.metrics["reference_max"] = best
