@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from repscope.errors import ModelError, ShapeError, unknown
@@ -28,6 +29,10 @@ from . import uoctti as _uo
 from ._common import as_pair
 
 VARIANTS = ("uoctti", "dalal-triggs")
+# Eager HOG runs ~40 elementwise passes over the pixels: in slices of at most this many input values
+# (8 MiB of float32; two RGB images at 512²) every temporary stays in cache and under glibc's 32 MiB
+# mmap threshold. 16 photos at 512² on one core: Dalal–Triggs 0.43 -> 0.34 s, UoCTTI 0.33 -> 0.29 s.
+EAGER_SLICE_VALUES = 1 << 21
 _ALIASES = {"uoctti": "uoctti", "felzenszwalb": "uoctti", "dalal-triggs": "dalal-triggs",
             "dalaltriggs": "dalal-triggs", "dalal_triggs": "dalal-triggs", "dt": "dalal-triggs"}
 _KEYS = {
@@ -81,8 +86,22 @@ def hog(
         c_r, c_c = as_pair(cell, "cell")
         if c_r != c_c:
             raise ShapeError(f"UoCTTI HOG uses square cells, got cell={cell!r}; pass one int.")
-        return _uo.uoctti_hog(images01, c_r, orientations, bool(bilinear_orientations), compiled)
-    return _dt.dalal_triggs_hog(images01, orientations, cell, cells_per_block, block_norm, compiled)
+        return _in_slices(lambda x: _uo.uoctti_hog(x, c_r, orientations, bool(bilinear_orientations), compiled),
+                          images01, compiled)
+    return _in_slices(lambda x: _dt.dalal_triggs_hog(x, orientations, cell, cells_per_block, block_norm, compiled),
+                      images01, compiled)
+
+
+def _in_slices(fn, images01: Tensor, compiled: bool) -> Tensor:
+    """``fn(images01)``, computed over slices of the batch of at most :data:`EAGER_SLICE_VALUES` input
+    values when eager (each image is independent; compiled code fuses its passes and would recompile
+    for the last slice's shape)."""
+    if compiled or not isinstance(images01, Tensor) or images01.dim() != 4 or images01.shape[0] < 2:
+        return fn(images01)
+    per_slice = max(1, EAGER_SLICE_VALUES // max(images01[0].numel(), 1))
+    if images01.shape[0] <= per_slice:
+        return fn(images01)
+    return torch.cat([fn(part) for part in images01.split(per_slice)])
 
 
 class HOG(nn.Module):
