@@ -260,6 +260,19 @@ def test_batch_equals_per_image(variant):
     assert torch.equal(HOG(variant)(x), batched)  # function / module pair agree
 
 
+@pytest.mark.parametrize("variant", ["uoctti", "dalal-triggs"])
+def test_eager_slices_give_the_unsliced_values_and_gradient(variant, monkeypatch):
+    import repscope.hog.api as api
+
+    x = torch.rand(5, 3, 40, 48, dtype=torch.float64, requires_grad=True)
+    whole = hog(x, variant)
+    (g_whole,) = torch.autograd.grad(whole.pow(2).sum(), x)
+    monkeypatch.setattr(api, "EAGER_SLICE_VALUES", 2 * 3 * 40 * 48)  # slices of 2, 2 and 1 images
+    sliced = hog(x, variant)
+    (g_sliced,) = torch.autograd.grad(sliced.pow(2).sum(), x)
+    assert torch.equal(sliced, whole) and torch.equal(g_sliced, g_whole)
+
+
 @pytest.mark.parametrize("name", ["hog", "hog:uoctti,cell=8,orientations=9", "hog:dalal-triggs,orientations=8,cell=8"])
 def test_receptive_field_bounds_the_gradient_support(name):
     phi = hog_from_name(name)

@@ -29,9 +29,10 @@ from . import uoctti as _uo
 from ._common import as_pair
 
 VARIANTS = ("uoctti", "dalal-triggs")
-# Eager HOG runs ~40 elementwise passes over the pixels: in slices of at most this many input values
-# (8 MiB of float32; two RGB images at 512²) every temporary stays in cache and under glibc's 32 MiB
-# mmap threshold. 16 photos at 512² on one core: Dalal–Triggs 0.43 -> 0.34 s, UoCTTI 0.33 -> 0.29 s.
+# Eager HOG on the CPU runs ~40 elementwise passes over the pixels: in slices of at most this many
+# input values (8 MiB of float32; two RGB images at 512²) every temporary stays in cache and under
+# glibc's 32 MiB mmap threshold. 16 photos at 512² on one core: Dalal–Triggs 0.43 -> 0.34 s,
+# UoCTTI 0.33 -> 0.29 s.
 EAGER_SLICE_VALUES = 1 << 21
 _ALIASES = {"uoctti": "uoctti", "felzenszwalb": "uoctti", "dalal-triggs": "dalal-triggs",
             "dalaltriggs": "dalal-triggs", "dalal_triggs": "dalal-triggs", "dt": "dalal-triggs"}
@@ -94,9 +95,10 @@ def hog(
 
 def _in_slices(fn, images01: Tensor, compiled: bool) -> Tensor:
     """``fn(images01)``, computed over slices of the batch of at most :data:`EAGER_SLICE_VALUES` input
-    values when eager (each image is independent; compiled code fuses its passes and would recompile
-    for the last slice's shape)."""
-    if compiled or not isinstance(images01, Tensor) or images01.dim() != 4 or images01.shape[0] < 2:
+    values when eager on the CPU (each image is independent; compiled code fuses its passes and would
+    recompile for the last slice's shape; CUDA has its own caching allocator and wants large kernels)."""
+    if (compiled or not isinstance(images01, Tensor) or images01.dim() != 4 or images01.shape[0] < 2
+            or images01.device.type != "cpu"):
         return fn(images01)
     per_slice = max(1, EAGER_SLICE_VALUES // max(images01[0].numel(), 1))
     if images01.shape[0] <= per_slice:
