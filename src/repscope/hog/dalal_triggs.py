@@ -84,7 +84,8 @@ def _near_ties(score: Tensor, floor: Tensor, g_row: Tensor, g_col: Tensor, row: 
 
 def _bits(t: Tensor) -> Tensor:
     """Float32/64 values as same-size integers: "!=" then compares bit patterns, 1.5x faster than
-    float "!=" on CPU; it can only flag more (±0), and a flagged pixel is re-decided exactly."""
+    float "!=" on CPU; it can only flag more (±0; NaN inputs give NaN features either way), and a
+    flagged pixel is re-decided exactly."""
     kinds = {torch.float32: torch.int32, torch.float64: torch.int64}
     return t.view(kinds[t.dtype]) if t.dtype in kinds else t
 
