@@ -154,3 +154,20 @@ def test_engine_iterates_equal_the_textbook_pyramid_loop():
         torch.testing.assert_close(ours.losses[t], energy.detach(), rtol=1e-9, atol=1e-9)
     expected = ((torch.clamp(pyramid.compose(levels), low, high) + mean) / 255).clamp(0, 1)
     torch.testing.assert_close(ours.images01, expected.detach(), rtol=0, atol=1e-9)
+
+
+def test_cuda_runs_hold_cudnn_to_deterministic_algorithms_and_restore_the_flags():
+    from repscope.preimage.engine import _reproducible
+
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True
+        with pytest.raises(KeyError), _reproducible(torch.device("cuda")):
+            assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+            raise KeyError("the loop failed")
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+        with _reproducible(torch.device("cpu")):
+            assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved

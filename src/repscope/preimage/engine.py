@@ -228,12 +228,22 @@ def _device_dtype(phi: Callable, start01: Tensor | None, device) -> tuple[torch.
     return (p.device if p is not None else torch.device("cpu")), dtype
 
 
+@contextlib.contextmanager
 def _reproducible(device: torch.device):
-    """cuDNN restricted to deterministic algorithms on CUDA (same seed, same pre-image); nothing elsewhere."""
+    """cuDNN restricted to deterministic algorithms on CUDA (same seed, same pre-image); nothing elsewhere.
+
+    Only the two flags of PyTorch's reproducibility notes are set, and restored after.
+    """
     if device.type != "cuda":
-        return contextlib.nullcontext()
+        yield
+        return
     cudnn = torch.backends.cudnn
-    return cudnn.flags(enabled=cudnn.enabled, benchmark=False, deterministic=True, allow_tf32=cudnn.allow_tf32)
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _project_(x: Tensor, bound: float | None, box: list[tuple[float, float]] | None) -> Tensor:
