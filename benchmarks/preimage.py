@@ -3,10 +3,12 @@
 1. engine iteration / bare forward+backward of the same truncated network at the same batch size
    (DESIGN.md goal: <= 1.15): the best time of each over alternating rounds, and each round's ratio;
 2. cost of a blocks.0 inversion iteration vs a full-network (logits) one (truncation pays);
-3. throughput at batch 1, 8, 32: image-iterations per second and 200-iteration pre-images per second.
+3. throughput at batch 1, 8, 32: image-iterations per second and 200-iteration pre-images per second;
+4. with --breakdown: where an engine iteration's time goes (``optimise(..., time_sections=True)``)
+   next to the bare forward and backward, per ratio layer at batch 1 and 8.
 
 Usage: PYTHONPATH=src python benchmarks/preimage.py [--layer blocks.3] [--ratio-layers blocks.0,blocks.1,...]
-       [--iters 20] [--rounds 3] [--threads 1] [--size 224] [--device cpu|cuda]
+       [--iters 20] [--rounds 3] [--threads 1] [--size 224] [--device cpu|cuda] [--breakdown]
 
 On CUDA every timing synchronises the device first and last (the engine's NaN check already waits
 for each iteration's energy).
@@ -56,6 +58,50 @@ def engine_step(phi, x: torch.Tensor, iters: int) -> float:
     return res.seconds / iters
 
 
+def bare_parts(phi, x: torch.Tensor, iters: int) -> tuple[float, float]:
+    """Seconds per forward (with the loss) and per backward of Φ, after one warm-up."""
+    forward = backward = 0.0
+    for i in range(iters + 1):
+        xi = x.detach().requires_grad_(True)
+        _sync(x)
+        t0 = time.perf_counter()
+        loss = phi(xi).pow(2).sum()
+        _sync(x)
+        t1 = time.perf_counter()
+        torch.autograd.grad(loss, xi)
+        _sync(x)
+        if i:  # the first pass warms up
+            forward, backward = forward + t1 - t0, backward + time.perf_counter() - t1
+    return forward / iters, backward / iters
+
+
+def engine_sections(phi, x: torch.Tensor, iters: int) -> dict[str, float]:
+    """Seconds per engine iteration in each section of the loop (inversion of x), after a warm-up run."""
+    with torch.no_grad():
+        target = phi(x)
+    optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=PreimageConfig(iters=1))
+    res = optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0],
+                   config=PreimageConfig(iters=iters), time_sections=True)
+    return {name: seconds / iters for name, seconds in res.section_seconds.items()}
+
+
+def breakdown(model, layers: list[str], size: int, iters: int) -> None:
+    """Print, per layer and batch, the bare forward/backward and the engine's sections in ms per iteration."""
+    dev = model.device
+    print("\n4. where an engine iteration goes (ms per iteration; the network runs inside "
+          "'forward + objective' and 'backward')")
+    for layer in layers:
+        phi = Representation(model, layer)
+        for b in (1, 8):
+            x = torch.rand(b, 3, size, size, device=dev)
+            forward, backward = bare_parts(phi, x, iters)
+            sections = engine_sections(phi, x, iters)
+            added = sum(sections.values()) - forward - backward
+            print(f"   {layer} batch {b}: bare forward {forward * 1e3:.2f} + backward {backward * 1e3:.2f}; "
+                  f"engine {sum(sections.values()) * 1e3:.2f} (+{added * 1e3:.2f})")
+            print("      " + ", ".join(f"{name} {sec * 1e3:.2f}" for name, sec in sections.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layer", default="blocks.3", help="layer of the throughput table")
@@ -67,6 +113,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time each part of an engine iteration next to the bare forward and backward")
     args = ap.parse_args()
     retained = retain_freed_memory()  # as the repscope command does (repscope.memory)
     print(f"allocator: freed memory {'retained (glibc)' if retained else 'returned to the system'}")
@@ -100,6 +148,9 @@ def main() -> None:
         t = engine_step(phi, torch.rand(b, 3, s, s, device=dev), max(2, args.iters // 2))
         print(f"   batch {b:2d}: {t * 1e3:8.1f} ms/iter  {b / t:7.1f} image-iterations/s  "
               f"{b / (200 * t):6.3f} pre-images/s at 200 iterations")
+
+    if args.breakdown:
+        breakdown(model, args.ratio_layers.split(","), s, args.iters)
 
 
 if __name__ == "__main__":

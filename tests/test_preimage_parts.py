@@ -171,3 +171,23 @@ def test_cuda_runs_hold_cudnn_to_deterministic_algorithms_and_restore_the_flags(
             assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     finally:
         cudnn.deterministic, cudnn.benchmark = saved
+
+
+def test_section_times_cover_the_loop_and_change_no_result():
+    from repscope.preimage import Invert, PreimageConfig, optimise
+
+    torch.manual_seed(0)
+    phi = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 3, 2))
+    target = Invert(phi(torch.rand(2, 3, 64, 64)).detach())
+    config = PreimageConfig(iters=15, jitter=2)
+    plain = optimise(phi, target, size=(64, 64), batch=2, config=config)
+    timed = optimise(phi, target, size=(64, 64), batch=2, config=config, time_sections=True,
+                     callback=lambda t, canvas: None)
+    assert plain.section_seconds == {}
+    assert torch.equal(plain.images01, timed.images01)
+    assert list(timed.section_seconds) == ["jitter crop", "forward + objective", "priors", "backward",
+                                           "pyramid adjoint", "finite check", "step", "pyramid fold",
+                                           "projection", "callback"]
+    assert min(timed.section_seconds.values()) > 0
+    # only the progress iterator's own time is outside the sections
+    assert 0.8 * timed.seconds < sum(timed.section_seconds.values()) <= timed.seconds

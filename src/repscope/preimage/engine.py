@@ -81,6 +81,7 @@ from .objectives import Objective
 from .optimizers import MomentumAdaGrad
 from .rectifiers import leaky_rectifiers
 from .regularizers import alpha_norm, total_variation
+from .sections import SectionClock
 
 __all__ = ["PreimageConfig", "PreimageResult", "optimise", "IMAGENET_MEAN"]
 
@@ -172,6 +173,11 @@ class PreimageResult:
         hyperparameters: the resolved :class:`PreimageConfig` as a dict, plus the seeds.
         iterations: iterations run.
         seconds: wall-clock time of the loop.
+        labels: one label per image (set by the methods).
+        section_seconds: with ``time_sections=True``, seconds spent in each part of the loop over
+            all iterations (``jitter crop``, ``forward + objective``, ``priors``, ``backward``,
+            ``pyramid adjoint``, ``finite check``, ``step``, ``pyramid fold``, ``projection``, and
+            ``callback`` when given); else empty.
     """
 
     images01: Tensor
@@ -182,6 +188,7 @@ class PreimageResult:
     iterations: int
     seconds: float
     labels: list[str] = field(default_factory=list)
+    section_seconds: dict[str, float] = field(default_factory=dict)
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-able dict per image: label, metrics, iterations, seconds, hyperparameters."""
@@ -279,6 +286,7 @@ def optimise(
     quiet: bool = True,
     desc: str = "pre-image",
     callback: Callable[[int, Tensor], None] | None = None,
+    time_sections: bool = False,
 ) -> PreimageResult:
     """Minimise ``objective(Φ(x)) + λ_α R_α(x) + λ_TV R_TV(x)`` over a batch of images x.
 
@@ -303,6 +311,8 @@ def optimise(
         callback: called every iteration as ``callback(t, x)`` with the canvas x (N, 3, H+j, W+j)
             whose energy iteration t evaluated (after Π), in the papers' space (0–255, mean
             subtracted), e.g. to record snapshots.
+        time_sections: fill ``section_seconds`` of the result (:class:`.sections.SectionClock`; on
+            CUDA each section then waits for the device, which slows the loop).
 
     Returns:
         :class:`PreimageResult` with images (N, 3, H, W) in [0, 1].
@@ -342,23 +352,30 @@ def optimise(
     optimizer = _optimizer(cfg, levels, first_lr)
     losses, data_losses = [], []
     c = j // 2
+    clock = SectionClock(time_sections, device)
     t0 = time.perf_counter()
     with _reproducible(device):  # same seed, same pre-image on CUDA too
         for t in progress(range(cfg.iters), total=cfg.iters, desc=desc, quiet=quiet):
+            clock.start()
             final = t >= cfg.iters - n_final
             if final and t == cfg.iters - n_final and t > 0:  # the second run restarts the optimiser
                 optimizer = _optimizer(cfg, levels, first_lr * cfg.final_lr_factor)
             where = jitter.offsets(gens, j) if j and not final else [(j // 2, j // 2)] * n
             images01 = jitter.crop_images01(x, where, (h, w), mean)
+            clock.lap("jitter crop")
             with leaky_rectifiers(cfg.leak):
                 data = objective(representation(images01))
             total = cfg.data_weight * data
+            clock.lap("forward + objective")
             if cfg.lambda_alpha:
                 total = total + cfg.lambda_alpha * alpha_norm(x, cfg.alpha)
             if cfg.lambda_tv:
                 total = total + cfg.lambda_tv * total_variation(x, cfg.beta)
+            clock.lap("priors")
             (canvas_grad,) = torch.autograd.grad(total.sum(), x)
+            clock.lap("backward")
             grads = pyramid.adjoint(canvas_grad, count)
+            clock.lap("pyramid adjoint")
             # the coarsest gradient sums all of the canvas gradient: one sum checks the energy and the gradient
             if not torch.isfinite(total.sum() + grads[-1].sum()):
                 raise OptimisationError(
@@ -369,17 +386,22 @@ def optimise(
                 )
             losses.append(total.detach())
             data_losses.append(data.detach())
+            clock.lap("finite check")
             with torch.no_grad():
                 previous.copy_(x)
                 for level, grad in zip(levels, grads):
                     level.grad = grad
                 optimizer.step()
+                clock.lap("step")
                 if count:
                     x.add_(pyramid.upsample2(pyramid.compose(levels[1:]), tuple(x.shape[-2:])))
                     torch._foreach_zero_(levels[1:])
+                clock.lap("pyramid fold")
                 _project_(x, cfg.bound, box)
+                clock.lap("projection")
             if callback is not None:
                 callback(t, previous.clone())
+                clock.lap("callback")
     seconds = time.perf_counter() - t0
 
     x = x.detach()
@@ -400,4 +422,5 @@ def optimise(
         hyperparameters=hyper,
         iterations=cfg.iters,
         seconds=seconds,
+        section_seconds=dict(clock.seconds),
     )
