@@ -47,15 +47,19 @@ def bare_step(phi, x: torch.Tensor, iters: int) -> float:
     return (time.perf_counter() - t) / iters
 
 
-def engine_step(phi, x: torch.Tensor, iters: int) -> float:
-    """Seconds per engine iteration (inversion of x), after a one-iteration warm-up run."""
+def _inversion(phi, x: torch.Tensor, iters: int, time_sections: bool = False):
+    """An ``iters``-iteration inversion of x by the engine, after a one-iteration warm-up run."""
     with torch.no_grad():
         target = phi(x)
-    cfg = PreimageConfig(iters=iters)
     optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=PreimageConfig(iters=1))
     _sync(x)
-    res = optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=cfg)
-    return res.seconds / iters
+    return optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0],
+                    config=PreimageConfig(iters=iters), time_sections=time_sections)
+
+
+def engine_step(phi, x: torch.Tensor, iters: int) -> float:
+    """Seconds per engine iteration (inversion of x), after a one-iteration warm-up run."""
+    return _inversion(phi, x, iters).seconds / iters
 
 
 def bare_parts(phi, x: torch.Tensor, iters: int) -> tuple[float, float]:
@@ -77,12 +81,8 @@ def bare_parts(phi, x: torch.Tensor, iters: int) -> tuple[float, float]:
 
 def engine_sections(phi, x: torch.Tensor, iters: int) -> dict[str, float]:
     """Seconds per engine iteration in each section of the loop (inversion of x), after a warm-up run."""
-    with torch.no_grad():
-        target = phi(x)
-    optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0], config=PreimageConfig(iters=1))
-    res = optimise(phi, Invert(target), size=tuple(x.shape[-2:]), batch=x.shape[0],
-                   config=PreimageConfig(iters=iters), time_sections=True)
-    return {name: seconds / iters for name, seconds in res.section_seconds.items()}
+    sections = _inversion(phi, x, iters, time_sections=True).section_seconds
+    return {name: seconds / iters for name, seconds in sections.items()}
 
 
 def breakdown(model, layers: list[str], size: int, iters: int) -> None:
