@@ -4,9 +4,11 @@ Mahendran & Vedaldi (IJCV 2016) run the network with leaky ReLUs (leak 0.05) whi
 activation, so that units that are off at the random start still pass a gradient. Inside
 ``with leaky_rectifiers(0.05):`` every rectifier call recognised by :mod:`repscope.rectifiers`
 (``relu`` / ``relu6`` / ``hardtanh(0, M)``, functional, in place or as modules) computes
-``x if x > 0 else leak * x``; the upper clamp of ReLU6 is kept; leaky ReLUs stay as they are. The
-mode is thread-local and removed in ``finally``: nothing leaks, even after an exception. (The
-backprop rules change the backward pass of the same rectifiers; this mode changes the forward only.)
+``x if x > 0 else leak * x``; the upper clamp of ReLU6 is kept; leaky ReLUs stay as they are.
+In-place forms (``h.relu_()``, ``F.relu_(h)``, ``nn.ReLU(inplace=True)``) stay in place, so a
+statement whose result is unused still rectifies ``h``. The mode is thread-local and removed in
+``finally``: nothing leaks, even after an exception. (The backprop rules change the backward pass
+of the same rectifiers; this mode changes the forward only.)
 
 Example:
     >>> import torch
@@ -27,6 +29,7 @@ from ..rectifiers import parse_rectifier
 
 __all__ = ["leaky_rectifiers"]
 
+
 class _LeakyMode(TorchFunctionMode):
     def __init__(self, leak: float):
         super().__init__()
@@ -37,7 +40,11 @@ class _LeakyMode(TorchFunctionMode):
         parsed = parse_rectifier(func, args, kwargs)
         if parsed is None or parsed[1] == "leaky":
             return func(*args, **kwargs)
-        x, kind, upper, _inplace = parsed
+        x, kind, upper, inplace = parsed
+        if inplace:  # x.relu_(), F.relu_(x), nn.ReLU(inplace=True): x itself is the result, used or not
+            if kind == "hardtanh":  # cap first: leaky_relu_ saves its output, which must stay unmodified
+                x.clamp_max_(upper)
+            return F.leaky_relu_(x, self.leak)
         leaky = F.leaky_relu(x, self.leak)
         return leaky.clamp_max(upper) if kind == "hardtanh" else leaky
 
