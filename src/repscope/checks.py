@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .hooks import forward_hooks
 from .layer_info import call_counts
 from .models import Model, as_model, evaluating
 from .rectifiers import parse_rectifier
@@ -98,7 +99,6 @@ def check(model: Model | nn.Module, images01: torch.Tensor | None = None) -> lis
 
 def _functional_rectifiers(model: Model, images01: torch.Tensor) -> list[Finding]:
     stack: list[tuple[str, nn.Module]] = []
-    handles = []
 
     def enter(name: str):
         def hook(sub, _args) -> None:
@@ -108,16 +108,11 @@ def _functional_rectifiers(model: Model, images01: torch.Tensor) -> list[Finding
     def leave(_sub, _args, _output) -> None:
         stack.pop()
 
-    for name, sub in model.module.named_modules():
-        handles.append(sub.register_forward_pre_hook(enter(name)))
-        handles.append(sub.register_forward_hook(leave))
+    modules = list(model.module.named_modules())
+    hooks = forward_hooks(after=[(sub, leave) for _, sub in modules], before=[(sub, enter(n)) for n, sub in modules])
     recorder = _RectifierRecorder(stack)
-    try:
-        with recorder:
-            model(images01)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks, recorder:
+        model(images01)
     return [Finding("functional-rectifier", layer, f"{func} applied as a function inside this module",
                     "repscope's backprop rules intercept it at the operator level; it has no layer name "
                     "of its own, so address the enclosing module")
@@ -140,12 +135,8 @@ def _input_range(model: Model, images01: torch.Tensor) -> list[Finding]:
              and m.track_running_stats and m.running_var is not None]
     if not norms:
         return []
-    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in norms]
-    try:
+    with forward_hooks(before=[(m, make_hook(n)) for n, m in norms]):
         model(images01)
-    finally:
-        for handle in handles:
-            handle.remove()
     if "name" not in first:
         return []
     running_var = first["module"].running_var.float().clamp_min(1e-8)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .hooks import forward_hooks
 from .layers import INPUT, LOGITS, features, layer_names
 from .models import Model, as_model
 from .progress import progress
@@ -100,12 +101,8 @@ def call_counts(model: Model | nn.Module, images01: torch.Tensor) -> dict[str, i
             counts[name] = counts.get(name, 0) + 1
         return hook
 
-    handles = [m.register_forward_hook(make_hook(n)) for n, m in model.module.named_modules() if n]
-    try:
+    with forward_hooks([(m, make_hook(n)) for n, m in model.module.named_modules() if n]):
         model(images01)
-    finally:
-        for handle in handles:
-            handle.remove()
     return counts
 
 
@@ -192,13 +189,8 @@ def _raw_outputs(model: Model, images01: torch.Tensor, names: list[str]) -> dict
             captured.setdefault(name, output if isinstance(output, torch.Tensor) else output[0])
         return hook
 
-    handles = [modules[n].register_forward_hook(make_hook(n)) for n in names]
-    try:
-        with _Linearised():
-            model(images01)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_hooks([(modules[n], make_hook(n)) for n in names]), _Linearised():
+        model(images01)
     return captured
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import LayerError, ShapeError, unknown
+from .hooks import forward_hooks
 from .models import Model, as_model
 
 INPUT, LOGITS = "input", "logits"
@@ -115,16 +116,13 @@ def features(model: Model | nn.Module, images01: torch.Tensor, layers: str | Seq
                 raise _StopForward
         return hook
 
-    handles = [model.module.get_submodule(n).register_forward_hook(make_hook(n)) for n in pending]
     try:
-        output = model.module(inputs)
+        with forward_hooks([(model.module.get_submodule(n), make_hook(n)) for n in pending]):
+            output = model.module(inputs)
         if LOGITS in names:
             captured[LOGITS] = _as_tensor_output(LOGITS, output)
     except _StopForward:
         pass
-    finally:
-        for handle in handles:
-            handle.remove()
     missing = [n for n in names if n not in captured]
     if missing:
         raise LayerError(f"layer(s) {', '.join(missing)} never ran in the forward pass. Pick layers that are used.")
@@ -146,11 +144,8 @@ def rest_of_network(model: Model | nn.Module, layer: str
     module = get_module(model, layer)
 
     def psi(images01: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        handle = module.register_forward_hook(lambda _m, _a, _o: feats)
-        try:
+        with forward_hooks([(module, lambda _m, _a, _o: feats)]):
             return model(images01)
-        finally:
-            handle.remove()
 
     return psi
 
