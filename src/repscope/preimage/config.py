@@ -54,6 +54,11 @@ class PreimageConfig:
             (default 0.1: near the mean colour; papers: 1).
         mean: mean colour in [0, 1] subtracted to get the papers' space.
         clamp01: also keep every pixel inside [0, 1] (always true for real images).
+        canvas: ``"pyramid"`` (:mod:`.pyramid`) or ``"fourier"`` (spectrum-scaled coefficients, :mod:`.fourier`).
+        fourier_decay: d of the Fourier canvas's weights 1/|f|^d.
+        colour: ``"rgb"`` or ``"decorrelated"`` (the optimiser steps in ImageNet's colour basis, :mod:`.colour`).
+        jitter_scale, jitter_rotate: scale in [1 − a, 1 + a] and rotation in [−r, r] degrees drawn per image and
+            iteration, applied to the crop with the jitter (:mod:`.warp`; 0: off).
     """
 
     iters: int = 200
@@ -78,6 +83,11 @@ class PreimageConfig:
     init_noise: float = 0.1
     mean: tuple[float, float, float] = IMAGENET_MEAN
     clamp01: bool = True
+    canvas: str = "pyramid"
+    fourier_decay: float = 1.0
+    colour: str = "rgb"
+    jitter_scale: float = 0.0
+    jitter_rotate: float = 0.0
 
     def resolve(self, stride: int) -> "PreimageConfig":
         """A copy with every ``None`` rule replaced by its value for a representation of ``stride``."""
@@ -87,6 +97,12 @@ class PreimageConfig:
             raise RepscopeError(f"iters must be at least 1, got {self.iters}; pass e.g. --iters 200.")
         if self.pyramid is not None and self.pyramid < 0:
             raise RepscopeError(f"pyramid must be a level count >= 0, got {self.pyramid}; 0 optimises pixels.")
+        if self.canvas not in ("pyramid", "fourier") or self.colour not in ("rgb", "decorrelated"):
+            raise RepscopeError(f"unknown canvas '{self.canvas}' or colour '{self.colour}'; use canvas 'pyramid' or "
+                                "'fourier' and colour 'rgb' or 'decorrelated'.")
+        if not (0 <= self.jitter_scale < 1 and self.jitter_rotate >= 0):
+            raise RepscopeError(f"jitter_scale must be in [0, 1) and jitter_rotate >= 0, got {self.jitter_scale} and "
+                                f"{self.jitter_rotate}; e.g. 0.1 and 10 (degrees).")
         if not (self.step_scale > 0 and self.pyramid_decay > 0):
             raise RepscopeError(f"step_scale and pyramid_decay must be positive, got {self.step_scale} and "
                                 f"{self.pyramid_decay}; the defaults are 0.5 and 0.7.")

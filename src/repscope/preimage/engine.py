@@ -51,7 +51,8 @@ from torch import Tensor
 
 from ..errors import OptimisationError, RepscopeError, ShapeError
 from ..progress import progress
-from . import jitter
+from . import jitter, warp
+from .bases import canvas_type
 from .canvas import Canvas
 from .config import IMAGENET_MEAN, PreimageConfig, PreimageResult, default_data_weight
 from .objectives import Objective
@@ -198,8 +199,9 @@ def optimise(
     cfg = (config or PreimageConfig()).resolve(_stride(representation))
     device, dtype = _device_dtype(representation, start01, device)
     gens = [torch.Generator().manual_seed(seed + i) for i in range(_batch(start01, batch))]
-    canvas = (Canvas.images(start01.to(device, dtype), cfg) if start01 is not None
-              else Canvas.noise(gens, (int(size[0]), int(size[1])), cfg, device, dtype))
+    kind = canvas_type(cfg)  # Canvas (RGB pyramid), or a colour-decorrelated / Fourier basis (.bases)
+    canvas = (kind.images(start01.to(device, dtype), cfg) if start01 is not None
+              else kind.noise(gens, (int(size[0]), int(size[1])), cfg, device, dtype))
     h, w = canvas.size
     restart = cfg.iters - min(int(round(cfg.final_fraction * cfg.iters)), cfg.iters)  # the final stage's start
     lr = cfg.lr * (h * w if cfg.optimizer == "momentum" else 1.0)
@@ -213,6 +215,8 @@ def optimise(
             if t == restart and t > 0:  # the second run: 0.1·LR, no jitter, a fresh optimiser state
                 optimizer = _optimizer(cfg, canvas.levels, lr * cfg.final_lr_factor)
             images01 = canvas.crop(jitter.offsets(gens, canvas.jitter) if canvas.jitter and t < restart else None)
+            if t < restart:  # scale / rotation jitter (.warp); the identity when both are 0
+                images01 = warp.robust(images01, gens, cfg.jitter_scale, cfg.jitter_rotate)
             clock.lap("jitter crop")
             with leaky_rectifiers(cfg.leak):
                 data = objective(representation(images01))  # ℓ(Φ(crop_τ(x)))
