@@ -100,7 +100,9 @@ def finish(args: argparse.Namespace, result: object, out: Path | None, summary: 
     """Write ``result.json`` and ``config.json`` into ``out`` (if any); print the JSON or the summary."""
     if out is not None:
         io.write_json(out / RESULT_FILE, result)
-        io.write_json(out / CONFIG_FILE, config(args))
+        # the exact command line, shown by 'repscope report' (only when sys.argv is this command's)
+        argv = ["repscope", *sys.argv[1:]] if sys.argv[1:2] == [args.command] else None
+        io.write_json(out / CONFIG_FILE, dict(config(args), argv=argv))
     if args.json:
         print(json.dumps(result, indent=2, default=io._json_default))
     elif not args.quiet:
