@@ -143,3 +143,22 @@ def test_errors_name_the_fix():
     with pytest.raises(ShapeError, match="sigma"):
         rbf_cka(torch.randn(10, 3), torch.randn(10, 3), 0.0)
     assert gram_rbf(torch.zeros(5, 2)).shape == (5, 5)
+
+
+def test_cli_similarity_matrix_and_heatmap(capsys, tmp_path):
+    import json
+
+    from repscope.cli import main
+
+    code = main(["similarity", "--model", "efficientnet_lite0", "--layer-a", "blocks.0", "--layer-a", "blocks.2",
+                 "--layer-b", "blocks.0", "--layer-b", "blocks.2", "--layer-b", "blocks.4", "--crops", "16",
+                 "--size", "65", "--batch-size", "8", "--out", str(tmp_path / "s"), "--json", "--quiet"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    result = json.loads(out)
+    m = np.array(result["cka"])
+    assert m.shape == (2, 3) and result["crops"] == 16
+    assert m[0, 0] == pytest.approx(1.0, abs=1e-9) and m[1, 1] == pytest.approx(1.0, abs=1e-9)  # a layer with itself
+    assert m[0, 2] < m[1, 2] < 1.0  # blocks.4 is closer to blocks.2 than to blocks.0
+    assert (tmp_path / "s" / "cka.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["similarity", "--model", "a", "--model", "b", "--model", "c", "--out", str(tmp_path / "t")]) == 2

@@ -195,3 +195,70 @@ def test_lite0_to_lite1_ridge_and_task_beat_naive(lite0):
     assert row.ridge["agreement"] > row.naive["agreement"] + 0.2
     assert row.task["agreement"] > row.naive["agreement"] + 0.2
     assert row.ridge["error"] < row.naive["error"]
+
+
+# ---- command line -----------------------------------------------------------------------------------
+def _cli(capsys, *argv):
+    from repscope.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+SMALL = ("--fit-crops", "16", "--test-crops", "8", "--size", "65", "--batch-size", "8", "--quiet")
+
+
+def test_cli_stitch_json_shape_config_and_resume(capsys, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    argv = ["stitch", "--from", "efficientnet_lite0:blocks.1", "--to", "efficientnet_lite0:blocks.1",
+            "--fit", "both", "--steps", "4", "--out", str(out), "--json", *SMALL]
+    code, stdout, _ = _cli(capsys, *argv)
+    assert code == 0
+    (pair,) = json.loads(stdout)["pairs"]
+    assert pair["from"] == pair["to"] == "efficientnet_lite0:blocks.1"
+    assert pair["reference"] == {"agreement": 1.0} and pair["ridge"]["agreement"] == 1.0
+    assert {"agreement", "error"} <= set(pair["naive"]) and {"agreement", "error"} <= set(pair["task"])
+    assert set(pair["cka"]) == {"linear", "debiased"} and pair["cka"]["linear"] == pytest.approx(1.0, abs=1e-9)
+    config = json.loads((out / "config.json").read_text())
+    assert config["source"] == "efficientnet_lite0:blocks.1" and config["steps"] == 4
+    # resume: a finished pair is not recomputed (its recorded numbers are kept as they are)
+    record = json.loads((out / "result.json").read_text())
+    key = next(iter(record["items"]))
+    record["items"][key]["ridge"]["agreement"] = 0.5  # a marker: recomputing would overwrite it
+    (out / "result.json").write_text(json.dumps(record))
+    code, stdout, _ = _cli(capsys, *argv, "--resume")
+    assert code == 0 and json.loads(stdout)["pairs"][0]["ridge"]["agreement"] == 0.5
+
+
+def test_cli_stitch_matched_sweep_writes_plot(capsys, tmp_path):
+    import json
+
+    pairs = ["conv_stem"] + [f"blocks.{i}" for i in range(7)] + ["conv_head"]  # lite0's stages, no BN/pool
+    code, stdout, _ = _cli(capsys, "stitch", "--from", "efficientnet_lite0", "--to", "efficientnet_lite0",
+                           "--layers", "matched", "--fit", "ridge", "--out", str(tmp_path / "m"), "--json",
+                           "--fit-crops", "8", "--test-crops", "4", "--size", "65", "--batch-size", "4", "--quiet")
+    assert code == 0
+    rows = json.loads(stdout)["pairs"]
+    assert [r["from"].split(":")[1] for r in rows] == [r["to"].split(":")[1] for r in rows] == pairs
+    assert all(r["task"] is None for r in rows)
+    # a self-stitch is exact wherever the fit rows outnumber the channels (8 crops: up to blocks.2)
+    assert all(r["ridge"]["agreement"] == 1.0 and r["ridge"]["error"] < 1e-8 for r in rows[:5])
+    png = tmp_path / "m" / "stitch.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--from", "efficientnet_lite0", "--to", "efficientnet_lite1:blocks.3"], "names no layer"),
+    (["--from", "efficientnet_lite0:blocks.99", "--to", "efficientnet_lite1:blocks.3"], "closest"),
+    (["--from", "efficientnet_lite0:blocks.3", "--to", "efficientnet_lite1:classifier"], "same kind"),
+    (["--from", "efficientnet_lite0:blocks.3", "--to", "hog"], "not a classifier"),
+    (["--from", "efficientnet_lite0:blocks.3", "--to", "efficientnet_lite1:blocks.3", "--layers", "matched"],
+     "--layers matched picks them"),
+])
+def test_cli_stitch_one_line_errors(capsys, tmp_path, argv, expect):
+    code, _, err = _cli(capsys, "stitch", *argv, "--fit", "ridge", "--out", str(tmp_path / "e"), *SMALL)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("repscope: error:") and expect in lines[0], err

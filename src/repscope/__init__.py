@@ -17,10 +17,13 @@ Backpropagation networks:               backprop.saliency, backprop.rule("gradie
                                         backprop.selectivity, backprop.bottleneck
 Transformations (Lenc & Vedaldi):       equivariance.equivariance(phi, "vflip", fit=..., test=...),
                                         transforms.parse_transform, regression.StreamingRidge, crops.crop_data
+Equivalence (Lenc & Vedaldi):           stitching.stitch(model_a, "blocks.3", model_b, "blocks.3", fit=..., test=...),
+                                        training.train_map (the task trainer), similarity.linear_cka / rbf_cka /
+                                        MinibatchCKA (Kornblith et al.; Nguyen et al.)
 """
 
 from . import (backprop, checks, crops, equivariance, errors, hog, images, io, layer_info, layers, models,
-               preimage, regression, transforms)
+               preimage, regression, similarity, stitching, training, transforms)
 from .checks import Finding, check
 from .classify import classify
 from .errors import RepscopeError
@@ -36,5 +39,6 @@ __all__ = [
     "HOG", "Finding", "LayerInfo", "Model", "Preprocessing", "Representation", "RepscopeError",
     "backprop", "check", "checks", "classify", "crops", "describe", "equivariance", "errors", "features", "hog",
     "images", "io", "layer_info", "layers", "load", "load_image", "load_images", "models", "preimage",
-    "regression", "representation", "save_grid", "save_image", "transforms", "wrap",
+    "regression", "representation", "save_grid", "save_image", "similarity", "stitching", "training", "transforms",
+    "wrap",
 ]

@@ -178,8 +178,7 @@ class StitchResult:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["from"] = d.pop("from_")
-        return d
+        return {"from": d.pop("from_"), **d}
 
 
 # ---- engine -------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ MAX_REGRESSION_WIDTH = 4096
 def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Crops, kernel: int = 1,
            fit_kind: str = "both", steps: int = 200, lr: float = 1e-3, seed: int = 0,
            alphas: Sequence[float] = STITCH_ALPHAS, names: tuple[str, str] | None = None,
-           progress: bool = False) -> StitchResult:
+           strides: tuple[float | None, float | None] | None = None, progress: bool = False) -> StitchResult:
     """Stitch A at ``layer_a`` into B at ``layer_b``: naive, ridge and (optionally) task-trained E.
 
     Args:
@@ -201,6 +200,7 @@ def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Cr
             so ridge is always reported). steps, lr: task training (Adam). seed: batch order.
         alphas: relative ridge strengths tried on held-out photos of the fit stream.
         names: display names of A and B (default the models' names).
+        strides: the two layers' strides if already known (default :func:`layer_stride`).
 
     Returns:
         a :class:`StitchResult`.
@@ -214,7 +214,8 @@ def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Cr
     device = module_device(model_b.module)
     val_sources = _validation_sources(fit)
     want_task = fit_kind in ("task", "both")
-    state = _ridge_pass(model_a, layer_a, model_b, layer_b, fit, val_sources, kernel, device, want_task, progress)
+    state = _ridge_pass(model_a, layer_a, model_b, layer_b, fit, val_sources, kernel, device, want_task, progress,
+                        strides)
     lam = select_ridge(state["train"], state["val"], alphas)[0] if state["val"].n else state["train"].lambdas(alphas)[0]
     ridge_w, ridge_b = state["train"].merge(state["val"]).solve(lam)
     spatial = state["spatial"]
@@ -252,7 +253,8 @@ def layer_stride(model: Model, layer: str) -> float | None:
     from .layers import Representation
 
     if layer == LOGITS:
-        return None
+        own = getattr(model.module, "stride", None)  # HOG: its cell size
+        return float(own) if isinstance(own, (int, float)) else None
     try:
         stride = Representation(model, layer).stride
     except Exception:  # noqa: BLE001 - an exotic module without a layer table: resample by measured size
@@ -263,7 +265,7 @@ def layer_stride(model: Model, layer: str) -> float | None:
 
 
 def _ridge_pass(model_a, layer_a, model_b, layer_b, fit: Crops, val_sources: set[int], kernel: int, device,
-                want_task: bool, progress: bool) -> dict:
+                want_task: bool, progress: bool, strides=None) -> dict:
     """One pass over the fit stream: ridge statistics (train / λ-validation photos) and, for the task,
     the batches with B's logits (or labels)."""
     from .progress import progress as bar
@@ -276,7 +278,7 @@ def _ridge_pass(model_a, layer_a, model_b, layer_b, fit: Crops, val_sources: set
             out_b = features(model_b, x, [layer_b] + ([LOGITS] if want_task else []))
             fb = out_b[layer_b]
             if "train" not in state:
-                _start(state, model_a, layer_a, model_b, layer_b, fa, fb, kernel)
+                _start(state, model_a, layer_a, model_b, layer_b, fa, fb, kernel, strides)
             rows_a, rows_b = _rows(fa, fb, state["mode"], kernel)
             per_cell = rows_a.shape[0] // len(x)
             is_val = torch.tensor([int(o) in val_sources for o in owners], device=x.device)
@@ -298,7 +300,8 @@ def _ridge_pass(model_a, layer_a, model_b, layer_b, fit: Crops, val_sources: set
     return state
 
 
-def _start(state: dict, model_a, layer_a, model_b, layer_b, fa: Tensor, fb: Tensor, kernel: int) -> None:
+def _start(state: dict, model_a, layer_a, model_b, layer_b, fa: Tensor, fb: Tensor, kernel: int,
+           strides=None) -> None:
     """Check the two feature shapes and set up the accumulators (first batch)."""
     if fa.dim() not in (2, 4) or fb.dim() not in (2, 4) or fa.dim() != fb.dim():
         raise ShapeError(f"cannot stitch {tuple(fa.shape[1:])} into {tuple(fb.shape[1:])}: both layers must give "
@@ -310,7 +313,8 @@ def _start(state: dict, model_a, layer_a, model_b, layer_b, fa: Tensor, fb: Tens
     if c_a * kernel * kernel > MAX_REGRESSION_WIDTH:
         raise ShapeError(f"a {kernel}x{kernel} stitch on {c_a} channels has {c_a * kernel * kernel} inputs "
                          f"(over {MAX_REGRESSION_WIDTH}). Use --kernel 1 or an earlier layer.")
-    strides = (layer_stride(model_a, layer_a), layer_stride(model_b, layer_b)) if spatial else (None, None)
+    if strides is None:
+        strides = (layer_stride(model_a, layer_a), layer_stride(model_b, layer_b)) if spatial else (None, None)
     if spatial and None in strides:  # unknown: compare the measured grids
         strides = (1.0 / fa.shape[-2], 1.0 / fb.shape[-2]) if fa.shape[-2:] != fb.shape[-2:] else (1.0, 1.0)
     state.update(spatial=spatial, widths=(c_a, c_b), strides=strides, shapes=(tuple(fa.shape[1:]), tuple(fb.shape[1:])),

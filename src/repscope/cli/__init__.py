@@ -16,7 +16,7 @@ from ..memory import retain_freed_memory
 
 #: Subcommand modules, in the order ``repscope --help`` lists them; missing ones are skipped.
 SUBCOMMANDS = ("zoo", "classify", "invert", "maximize", "caricature", "saliency", "equivariance", "stitch",
-               "report", "demo")
+               "similarity", "report", "demo")
 
 
 class _OneLineParser(argparse.ArgumentParser):
