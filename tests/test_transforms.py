@@ -148,7 +148,7 @@ def test_measure_grids_from_receptive_fields():
     """Stride and offset (pixel centre of cell 0) of pooling / 'same'-padded convolutions / clipped maps."""
     from torch import nn
 
-    from repscope.transforms import measure_grids
+    from repscope.geometry import measure_grids
 
     same = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 2, 3, stride=2))  # TensorFlow 'same', even H
     maps = {"pool": lambda x: F.avg_pool2d(x, 4), "same": same, "wide": lambda x: F.adaptive_avg_pool2d(x, 2)}

@@ -8,10 +8,11 @@ feature map, M_g is the same geometric transform g' on the map's grid (through t
 
     Φ(g x) ≈ M_g Φ(x) = g'(W Φ(x))
 
-The grid of g' (stride ``s`` and offset ``o`` of each layer, see :mod:`repscope.transforms`) is
-measured at the crop size from the gradient support of two neighbouring cells (their receptive
-fields); where receptive fields are clipped by the crop, the layer-table stride and a map centred on
-the image are assumed. Crops of ``64·j + 1`` pixels keep "same"-padded networks centred.
+The grid of g' (stride ``s`` and offset ``o`` of each layer) is measured at the crop size by
+:func:`repscope.geometry.measure`: from the gradient support of two neighbouring cells (their
+receptive fields); where receptive fields are clipped by the crop, the stride from growing the input
+(``Δpixels / Δcells``; ``H / h`` for adaptive pooling) and a map centred on the image are assumed.
+Crops of ``64·j + 1`` pixels keep "same"-padded networks centred.
 
 ``error`` (held-out images, valid cells only)::
 
@@ -60,7 +61,8 @@ from .crops import Crops
 from .layers import features, rest_of_network
 from .models import as_model, module_device
 from .regression import DEFAULT_ALPHAS, StreamingRidge, apply_map, select_ridge, stack_neighbours, to_rows
-from .transforms import Transform, measure_grids, parse_transform
+from .geometry import CellGeometry, measure
+from .transforms import Transform, parse_transform
 
 VARIANTS = ("invariant", "warp", "permutation", "learned")
 MAX_REGRESSION_WIDTH = 4096
@@ -126,9 +128,8 @@ def equivariance_layers(model, transform: str | Transform, layers: Sequence[str]
     model = as_model(model)
     names = list(dict.fromkeys(layers))
     psis = {n: rest_of_network(model, n) for n in names} if agreement else None
-    strides = _layer_strides(model, names)
     return _measure(lambda x: features(model, x, names), parse_transform(transform), names, fit, test,
-                    kernel=kernel, margin=margin, alphas=alphas, psis=psis, strides=strides,
+                    kernel=kernel, margin=margin, alphas=alphas, psis=psis,
                     classify=model if agreement else None, owner=model, progress=progress)
 
 
@@ -139,15 +140,13 @@ def equivariance(representation: Callable[[Tensor], Tensor], transform: str | Tr
 
     Agreement is measured when Φ has ``model`` and ``layer`` attributes (a
     :class:`~repscope.layers.Representation`) and ``agreement`` is true. The grid of g' is measured
-    (:func:`~repscope.transforms.measure_grids`); where it cannot be, Φ's ``stride`` attribute (else
-    ``crop size / map height``) and a centred map are used. Other arguments as in :func:`equivariance_layers`.
+    at the crop size (:func:`repscope.geometry.measure`). Other arguments as in :func:`equivariance_layers`.
     """
     name = getattr(representation, "layer", type(representation).__name__)
     has_psi = agreement and hasattr(representation, "model") and hasattr(representation, "layer")
     psis = {name: rest_of_network(representation.model, name)} if has_psi else None
-    stride = getattr(representation, "stride", None)
     return _measure(lambda x: {name: representation(x)}, parse_transform(transform), [name], fit, test,
-                    kernel=kernel, margin=margin, alphas=alphas, psis=psis, strides={name: (stride, None)},
+                    kernel=kernel, margin=margin, alphas=alphas, psis=psis,
                     classify=representation.model if has_psi else None,
                     owner=getattr(representation, "model", representation), progress=progress)[0]
 
@@ -163,7 +162,7 @@ class _Fits:
 
 
 def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test: Crops, *, kernel: int,
-             margin: int, alphas, psis: dict[str, Psi] | None, strides: dict, classify, owner, progress: bool
+             margin: int, alphas, psis: dict[str, Psi] | None, classify, owner, progress: bool
              ) -> list[LayerEquivariance]:
     from .progress import progress as bar
 
@@ -182,11 +181,9 @@ def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test:
             for name in names:
                 fx, fgx = feats_x[name], feats_gx[name]
                 if name not in fits:
-                    fits[name] = _new_fits(fx, kernel, _stride(x, fx, strides.get(name)))
-                    fits[name].image_size = tuple(x.shape[-2:])
-                    if name == names[-1]:  # all layers known: measure strides and offsets
-                        for layer, (stride, offset) in measure_grids(extract, names, x).items():
-                            fits[layer].stride, fits[layer].offset = float(stride), offset
+                    if not fits:
+                        cells = measure(extract, names, x)
+                    fits[name] = _new_fits(fx, kernel, cells[name])
                 for part, sel in ((0, ~is_val), (1, is_val)):
                     if sel.any():
                         sel = sel.to(fx.device)
@@ -240,7 +237,7 @@ def _pair(extract: Extract, x: Tensor, gx: Tensor) -> tuple[dict[str, Tensor], d
     return ({k: v[: len(x)] for k, v in both.items()}, {k: v[len(x):] for k, v in both.items()})
 
 
-def _new_fits(fx: Tensor, kernel: int, stride) -> _Fits:
+def _new_fits(fx: Tensor, kernel: int, cells: CellGeometry) -> _Fits:
     if fx.dim() not in (2, 4):
         raise ShapeError(f"features must be (N, C, h, w) or (N, D), got {tuple(fx.shape)}. Pick another layer.")
     if fx.dim() == 2 and kernel != 1:
@@ -250,37 +247,9 @@ def _new_fits(fx: Tensor, kernel: int, stride) -> _Fits:
     if width > MAX_REGRESSION_WIDTH:
         raise ShapeError(f"a {kernel}x{kernel} map on {c} channels has {width} inputs (over {MAX_REGRESSION_WIDTH}). "
                          "Use kernel=1 for this layer.")
-    if isinstance(stride, (tuple, list)):
-        if len(set(stride)) != 1:
-            raise ShapeError(f"non-square strides {tuple(stride)} are not supported. Use square cells/strides.")
-        stride = stride[0]
+    stride = cells.scalar_stride() if cells.spatial else 1.0
     acc = lambda: StreamingRidge(width, c, device=fx.device)  # noqa: E731
-    return _Fits((acc(), acc()), (acc(), acc()), tuple(fx.shape[1:]), float(stride))
-
-
-def _layer_strides(model, names: list[str]) -> dict[str, tuple]:
-    """``{name: (stride, map height at the model's input size)}`` from the layer table (HOG: its own
-    ``stride``, height None); ``(None, None)`` if unknown."""
-    from .layer_info import describe
-
-    own = getattr(model.module, "stride", None)
-    try:
-        table = {r.name: (r.stride, r.shape[-2] if len(r.shape) == 3 else None)
-                 for r in describe(model, only=names, receptive_fields=False)}
-    except Exception:  # noqa: BLE001 - an exotic module: fall back to crop size / map size
-        table = {}
-    return {n: ((own, None) if n == "logits" and own else table.get(n, (None, None))) for n in names}
-
-
-def _stride(x: Tensor, fx: Tensor, known: tuple) -> float | tuple:
-    """The known stride, unless the map has the same height at the model's size as at this crop's
-    (adaptive pooling: the stride depends on the image size), or none is known: then ``H / h``."""
-    stride, height_at_model_size = known
-    if fx.dim() != 4:
-        return 1.0
-    if stride is None or height_at_model_size == fx.shape[-2]:
-        return x.shape[-2] / fx.shape[-2]
-    return stride
+    return _Fits((acc(), acc()), (acc(), acc()), tuple(fx.shape[1:]), float(stride), cells.offset, cells.input_size)
 
 
 def _warp(t: Transform, f: Tensor, fits: _Fits, margin: int = 0) -> tuple[Tensor, Tensor]:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import LayerError, ShapeError, unknown
+from .geometry import CellGeometry, cell_geometry
 from .hooks import forward_hooks
 from .models import Model, as_model
 
@@ -158,6 +159,7 @@ class Representation(nn.Module):
         layer: the layer name.
         stride: input pixels per feature cell at the model's input size (``None`` for vectors).
         receptive_field: side in pixels of one feature cell's receptive field (clipped to the input).
+        Both are measured by :func:`repscope.geometry.cell_geometry` (which also gives the offset).
     """
 
     def __init__(self, model: Model | nn.Module, layer: str):
@@ -168,26 +170,26 @@ class Representation(nn.Module):
         self.model = model
         self.net = model.module
         self.layer = layer
-        self._info: dict[bool, object] = {}
+        self._cells: dict[bool, CellGeometry] = {}
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
         return features(self.model, images01, [self.layer])[self.layer]
 
-    def _layer_info(self, receptive_field: bool):
-        """The layer-table row, measured once; the receptive field (a costlier measurement) only if asked."""
-        if receptive_field not in self._info:
-            from .layer_info import describe
-            rows = describe(self.model, only=[self.layer], receptive_fields=receptive_field)
-            self._info[receptive_field] = rows[0]
-        return self._info[receptive_field]
+    def _geometry(self, receptive_field: bool) -> CellGeometry:
+        """The cells' geometry at the model's input size, measured once (the receptive field only if asked)."""
+        if receptive_field not in self._cells:
+            self._cells[receptive_field] = cell_geometry(self, self.model.preprocessing.input_size, offset=False,
+                                                         receptive_field=receptive_field)
+        return self._cells[receptive_field]
 
     @property
     def stride(self) -> int | None:
-        return self._layer_info(receptive_field=False).stride
+        cells = self._geometry(receptive_field=False)
+        return max(1, round(cells.stride[0])) if cells.spatial else None
 
     @property
     def receptive_field(self) -> int | None:
-        return self._layer_info(receptive_field=True).receptive_field
+        return self._geometry(receptive_field=True).receptive_field
 
     def extra_repr(self) -> str:
         return f"model={self.model.name!r}, layer={self.layer!r}"

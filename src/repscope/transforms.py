@@ -17,8 +17,8 @@ by default the map is assumed centred on the image (``o = (H − s(h−1))/2``),
 of 90° on centred maps, bilinearly otherwise. Cells whose source falls outside the map are
 invalid; the returned mask says which cells are valid (the corners after ``rot:45``, the border
 uncovered by ``shift`` or ``scale`` < 1). Images are the special case ``s = 1``.
-:func:`measure_grids` measures ``s`` and ``o`` of any differentiable representation from the
-receptive fields of two neighbouring cells.
+:func:`repscope.geometry.measure` gives ``s`` and ``o`` of any representation (from the
+receptive fields of two neighbouring cells, :func:`repscope.geometry.measure_grids`).
 
 Names (``parse_transform``): ``identity``, ``hflip``, ``vflip``, ``rot90``, ``rot180``, ``rot270``,
 ``rot:DEG`` (or ``rotDEG``, counter-clockwise on screen), ``scale:S`` (zoom about the centre),
@@ -41,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -253,60 +252,6 @@ def _parse_one(spec: str) -> Transform:
     from .errors import unknown
 
     raise TransformError(unknown("transform", spec, NAMES, "Compose with '+', e.g. 'hflip+rot90'."))
-
-
-# ---- measuring a layer's grid -------------------------------------------------------------------
-def measure_grids(
-    extract: Callable[[Tensor], dict[str, Tensor]], names: Sequence[str], images: Tensor
-) -> dict[str, tuple[float, tuple[float, float]]]:
-    """Measured stride and offset ``(s, (o_y, o_x))`` (pixels) of feature maps, for :meth:`Transform.warp`.
-
-    Args:
-        extract: ``images (N, 3, H, W) -> {name: features}``, differentiable (a truncated forward pass).
-        names: the feature maps to measure.
-        images: a batch whose shape, device and dtype the probe copies (its values are not used).
-
-    Returns:
-        ``{name: (stride, (o_y, o_x))}`` for the maps that could be measured (see below).
-
-    The support of the gradient of a cell (summed over channels and over a few noise images, so that
-    inactive units do not hide part of it) is its receptive field. The centres of the centre cell and of
-    its diagonal neighbour give the stride (their distance) and the offset (the pixel centre of cell
-    (0, 0)). Layers with vectors, or with a receptive field reaching the image border (clipped, so its
-    centre is unknown), are left out: they keep the table stride and the centred assumption.
-    """
-    probe = torch.rand((4,) + tuple(images.shape[1:]), generator=torch.Generator().manual_seed(0)).to(images)
-    probe.requires_grad_(True)
-    out = {}
-    with torch.enable_grad():
-        feats = extract(probe)
-        for name in names:
-            f = feats[name]
-            if f.dim() != 4 or not f.requires_grad or min(f.shape[-2:]) < 2:
-                continue
-            ci, cj = (f.shape[-2] - 1) // 2, (f.shape[-1] - 1) // 2
-            centres = [_rf_centre(f[:, :, ci + d, cj + d], probe) for d in (0, 1)]
-            if None in centres:
-                continue
-            (y0, x0), (y1, x1) = centres
-            if y1 - y0 != x1 - x0 or y1 <= y0:
-                continue
-            stride = y1 - y0
-            out[name] = (stride, (y0 - stride * ci, x0 - stride * cj))
-    return out
-
-
-def _rf_centre(cell: Tensor, probe: Tensor) -> tuple[float, float] | None:
-    """Pixel centre of the receptive field of ``cell`` (N, C) over ``probe``; None if clipped or empty."""
-    (grad,) = torch.autograd.grad(cell.abs().sum(), probe, retain_graph=True, allow_unused=True)
-    if grad is None:
-        return None
-    support = grad.abs().sum((0, 1)) > 0
-    rows, cols = torch.nonzero(support.any(1)).flatten(), torch.nonzero(support.any(0)).flatten()
-    h, w = support.shape
-    if not rows.numel() or rows[0] == 0 or cols[0] == 0 or rows[-1] == h - 1 or cols[-1] == w - 1:
-        return None
-    return (int(rows[0]) + int(rows[-1]) + 1) / 2, (int(cols[0]) + int(cols[-1]) + 1) / 2
 
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from repscope.errors import ModelError, ShapeError, unknown
+from repscope.geometry import CellGeometry, hog_geometry, hog_layout
 
 from . import dalal_triggs as _dt
 from . import uoctti as _uo
@@ -114,6 +115,7 @@ class HOG(nn.Module):
             as :func:`hog`.
         stride: input pixels per feature cell (the cell size; a pair for non-square D–T cells).
         receptive_field: side in pixels of the image region one output cell depends on.
+        Both, and the offset of each cell, come from :mod:`repscope.geometry` (:meth:`cell_geometry`).
         channels: number of feature channels.
         name: the canonical model name, e.g. ``"hog:uoctti,orientations=9,cell=8,bilinear=0"``.
     """
@@ -149,18 +151,25 @@ class HOG(nn.Module):
                    cells_per_block=self.cells_per_block, block_norm=self.block_norm,
                    bilinear_orientations=self.bilinear_orientations, compiled=self.compiled)
 
+    def _layout(self) -> tuple[tuple[int, int], tuple[float, float], int]:
+        return hog_layout(self.variant, as_pair(self.cell, "cell"), as_pair(self.cells_per_block, "cells_per_block"))
+
     @property
     def stride(self) -> int | tuple[int, int]:
         """Input pixels per output cell (an int for square cells)."""
-        c_r, c_c = as_pair(self.cell, "cell")
-        return c_r if c_r == c_c else (c_r, c_c)
+        s_r, s_c = self._layout()[0]
+        return s_r if s_r == s_c else (s_r, s_c)
 
     @property
     def receptive_field(self) -> int:
-        """Side in pixels of the image region one output cell depends on."""
-        if self.variant == "uoctti":
-            return _uo.receptive_field(as_pair(self.cell, "cell")[0])
-        return _dt.receptive_field(self.cell, self.cells_per_block)
+        """Side in pixels of the image region one output cell depends on (not clipped to any image)."""
+        return self._layout()[2]
+
+    def cell_geometry(self, input_size: tuple[int, int]) -> CellGeometry:
+        """Stride, offset and receptive field of the cells on an ``input_size`` image, in closed form
+        (:func:`repscope.geometry.hog_geometry`; :func:`repscope.geometry.cell_geometry` asks this)."""
+        return hog_geometry(self.variant, as_pair(self.cell, "cell"), as_pair(self.cells_per_block, "cells_per_block"),
+                            tuple(input_size), self.output_shape(*input_size))
 
     @property
     def channels(self) -> int:

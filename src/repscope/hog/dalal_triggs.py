@@ -220,18 +220,10 @@ def to_skimage_layout(features: Tensor, orientations: int, cells_per_block: int 
     return features.permute(0, 2, 3, 1).reshape(n_img, rows, cols, b_r, b_c, orientations)
 
 
-def receptive_field(cell: int | tuple[int, int], cells_per_block: int | tuple[int, int]) -> int:
-    """Side in pixels of the image region one block descriptor depends on (block + 1-pixel gradient rim)."""
-    c_r, c_c = as_pair(cell, "cell")
-    b_r, b_c = as_pair(cells_per_block, "cells_per_block")
-    return max(b_r * c_r, b_c * c_c) + 2
-
-
 __all__ = [
     "BLOCK_NORMS",
     "cell_histograms",
     "dalal_triggs_hog",
     "normalize_blocks",
-    "receptive_field",
     "to_skimage_layout",
 ]

@@ -199,14 +199,4 @@ def uoctti_hog(
     return maybe_compiled(uoctti_normalize, compiled)(hist)
 
 
-def receptive_field(cell: int) -> int:
-    """Side in pixels of the image region one output cell depends on.
-
-    A cell collects votes from ``2·cell`` pixels (``2·cell - 1`` for odd cells) around its centre;
-    normalisation reaches the neighbouring cells (``+2·cell``); central differences add a pixel
-    on each side.
-    """
-    return 4 * cell + 2 - cell % 2
-
-
-__all__ = ["uoctti_histograms", "uoctti_hog", "uoctti_normalize", "receptive_field"]
+__all__ = ["uoctti_histograms", "uoctti_hog", "uoctti_normalize"]
