@@ -64,12 +64,15 @@ def render_page(folders: list[ResultFolder], *, title: str = "repscope report", 
 def demo_timings(demo: dict) -> str:
     """The demo's stages with their measured times (from ``demo.json``)."""
     stages = [s for s in demo.get("stages", []) if isinstance(s, dict)]
-    rows = [(s.get("name"), s.get("folder"), s.get("seconds")) for s in stages]
+    rows = [(s.get("name"), s.get("folder"), s.get("seconds"), s.get("cpu_seconds")) for s in stages]
     total = demo.get("total_seconds")
     words = (f"<p><code>repscope demo{' --quick' if demo.get('quick') else ''}</code> ran {len(stages)} stages"
              + (f" in {fmt(total, 1)} s of wall-clock time" if isinstance(total, (int, float)) else "")
              + f" on {esc(demo.get('machine', 'this machine'))}.</p>")
-    return words + table(["stage", "folder", "seconds"], rows, digits=1)
+    cpu = sum(s.get("cpu_seconds") or 0 for s in stages)
+    words += (f"<p>CPU time of the stages: {fmt(cpu, 1)} s (on a shared machine the wall-clock time is longer "
+              "than on an idle one).</p>" if cpu else "")
+    return words + table(["stage", "folder", "wall-clock seconds", "CPU seconds (all threads)"], rows, digits=1)
 
 
 def _demo_info(paths: list[str | os.PathLike]) -> dict | None:

@@ -90,11 +90,14 @@ def optional_stages(q: bool) -> list[Stage]:
     have = available_commands()
     out = []
     if "stitch" in have:
-        out.append(Stage("stitch", ("stitch", "--from", "efficientnet_lite0:blocks.3",
-                                    "--to", "efficientnet_lite1:blocks.3", "--fit", "ridge"), 20 if q else 60))
+        pair = (("--from", "efficientnet_lite0:blocks.3", "--to", "efficientnet_lite1:blocks.3") if q else
+                ("--from", "efficientnet_lite0", "--to", "efficientnet_lite1", "--layers", "matched"))
+        crops = ("--fit-crops", "24", "--test-crops", "12", "--steps", "20") if q else \
+            ("--fit-crops", "48", "--test-crops", "24", "--steps", "50")
+        out.append(Stage("stitch", ("stitch", *pair, "--fit", "both", *crops), 15 if q else 120))
     if "similarity" in have:
-        out.append(Stage("similarity", ("similarity", "--model", "efficientnet_lite0", "--model", "efficientnet_lite1"),
-                         15 if q else 45))
+        out.append(Stage("similarity", ("similarity", "--model", "efficientnet_lite0", "--model", "efficientnet_lite1",
+                                        "--crops", "16" if q else "64"), 8 if q else 30))
     if "detect" in have:
         out.append(Stage("detect", ("detect", "sample:astronaut", "sample:coffee", "--imagenet"), 20 if q else 40))
     return out
@@ -203,10 +206,10 @@ def run_demo(out: str | os.PathLike = "repscope-demo", *, quick: bool = False, r
         argv += (["--device", device] if device != "auto" else []) + ([] if show else ["--quiet"])
         if (out / folder).is_dir() and any((out / folder).iterdir()):
             argv.append("--overwrite")
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         run_command(argv, show_bars=show)
         state["stages"].append({"name": stage.name, "folder": folder, "seconds": round(time.perf_counter() - began, 2),
-                                "command": ["repscope", *argv]})
+                                "cpu_seconds": round(time.process_time() - cpu, 2), "command": ["repscope", *argv]})
         state["total_seconds"] = round(time.perf_counter() - start, 2)
         io.write_json(out / DEMO_FILE, state)
         bar.update(stage.cost)

@@ -46,7 +46,14 @@ class ResultFolder:
 
     @property
     def model(self) -> str:
-        return str(self.config.get("model") or self.result.get("model") or "—")
+        """The network(s): ``model``, or ``A vs B`` (similarity), or ``A:layer → B:layer`` (stitch)."""
+        c, r = self.config, self.result
+        value = c.get("model") or r.get("model") or r.get("models")
+        if isinstance(value, list):
+            return " vs ".join(map(str, value))
+        if not value and c.get("source"):
+            return f"{c.get('source')} → {c.get('target')}"
+        return str(value or "—")
 
     def png(self, name: str) -> Path | None:
         """The PNG called ``name`` in the folder, or None."""

@@ -143,7 +143,7 @@ code{font:.86rem/1.4 ui-monospace,"DejaVu Sans Mono",monospace;background:#eef1f
 .table{overflow-x:auto;margin:10px 0}table{border-collapse:collapse;font-size:.9rem;font-variant-numeric:tabular-nums}
 p.caption{font-size:.9rem;color:var(--muted);margin:14px 0 2px;max-width:860px}
 th,td{border:1px solid var(--line);padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#f0f3f6}td:first-child,th:first-child{text-align:left}
+th{background:#f0f3f6;white-space:normal;vertical-align:bottom}td:first-child,th:first-child{text-align:left}
 .published{background:var(--paper);border-left:4px solid #c9a227;padding:6px 12px;margin:10px 0;font-size:.92rem}
 .note{border-left:4px solid var(--accent);background:#f3f7fc;padding:6px 12px;margin:10px 0;font-size:.95rem}
 section.result{margin-top:8px}
