@@ -7,8 +7,11 @@ reliability table lists the same cases.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import pathlib
 import pickle
 
 import numpy as np
@@ -70,6 +73,53 @@ def _empty_folder(tmp):
 def _nan_tiff(tmp):
     Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32)).save(tmp / "nan.tif")
     return str(tmp / "nan.tif")
+
+
+def _line_png(tmp):
+    Image.new("RGB", (100_000, 1), "red").save(tmp / "line.png")  # a few hundred bytes; 56 GiB at 224
+    return str(tmp / "line.png")
+
+
+def _fifo(tmp):
+    os.mkfifo(tmp / "pipe.png")
+    return str(tmp / "pipe.png")
+
+
+def _folder_named_png(tmp):
+    (tmp / "photo.png").mkdir()
+    return str(tmp / "photo.png")
+
+
+def _small_checkpoint(tmp, name, change=None, save=torch.save):
+    """A SqueezeNet 1.1 checkpoint (1.2M values), changed by ``change(state)``; the command that loads it."""
+    state = torchvision.models.squeezenet1_1().state_dict()
+    if change:
+        change(state)
+    save(state, str(tmp / name))
+    return ["layers", "torchvision:squeezenet1_1", "--weights", str(tmp / name)]
+
+
+def _poison(state):
+    state["features.3.squeeze.weight"][0, 0, 0, 0] = float("nan")
+    state["classifier.1.bias"][0] = float("inf")
+
+
+def _no_space(monkeypatch, tmp):
+    """The disk fills up at the first byte written (ENOSPC from the write itself)."""
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+
+
+def _output_is_a_folder(tmp):
+    (tmp / "o" / "invert_conv_stem.png").mkdir(parents=True)  # where the pre-image would be written
+    return str(tmp / "o")
+
+
+def _safetensors_named_pth(tmp):
+    from safetensors.torch import save_file
+    save_file(torchvision.models.squeezenet1_1().state_dict(), str(tmp / "weights.pth"))
+    return str(tmp / "weights.pth")
 
 
 ALEX = ["--model", "torchvision:alexnet"]
@@ -136,17 +186,57 @@ ERROR_CASES = [
     ("output-is-a-file", lambda t: ["invert", "sample:chelsea", "--layer", "blocks.0",
                                     "--out", _write(t / "taken.txt", b"x")], "not a folder"),
     ("missing-layer-for-cnn", lambda t: ["invert", "sample:chelsea", "--out", str(t / "o")], "--layer"),
+    # issue 24, bounded inputs: sizes derived from memory, regular files only
+    ("extreme-aspect-ratio", lambda t: ["classify", _line_png(t)], "would need 56.1 GiB"),
+    ("extreme-aspect-ratio-engine", lambda t: ["saliency", _line_png(t), "--out", str(t / "o")], "would need"),
+    ("image-is-a-fifo", lambda t: ["classify", _fifo(t)], "is a FIFO"),
+    ("image-is-dev-zero", lambda t: ["classify", "/dev/zero"], "is a device"),
+    ("image-is-dev-null", lambda t: ["classify", "/dev/null"], "is a device"),
+    ("folder-named-like-an-image", lambda t: ["classify", _folder_named_png(t)], "no image files"),
+    # issue 24, output errors: one line naming the path and the fix
+    ("out-on-a-pseudo-file-system", lambda t: ["invert", "sample:chelsea", "--layer", "conv_stem", "--iters", "1",
+                                               "--out", "/proc/repscope-out"], "cannot write '/proc/repscope-out/"),
+    ("full-disk", lambda t: ["invert", "sample:chelsea", "--layer", "conv_stem", "--iters", "1",
+                             "--out", str(t / "o")], "No space left on device. Free disk space", _no_space),
+    ("output-file-is-a-folder", lambda t: ["invert", "sample:chelsea", "--layer", "conv_stem", "--iters", "1",
+                                           "--overwrite", "--out", _output_is_a_folder(t)], "is a folder"),
+    # issue 24, checkpoints checked by content
+    ("nan-inf-weights", lambda t: _small_checkpoint(t, "nan.pth", _poison),
+     "NaN or Inf in 2 tensors (features.3.squeeze.weight, classifier.1.bias)"),
+    ("meta-weights", lambda t: _small_checkpoint(t, "meta.pth", lambda s: s.update(
+        {"features.0.bias": torch.empty(64, device="meta")})), "meta tensors"),
+    ("sparse-weights", lambda t: _small_checkpoint(t, "sparse.pth", lambda s: s.update(
+        {"classifier.1.weight": s["classifier.1.weight"].to_sparse()})), "sparse tensors (classifier.1.weight)"),
+    ("pickle-named-safetensors", lambda t: _small_checkpoint(t, "w.safetensors"),
+     "is named .safetensors but is not a safetensors file"),
+    ("legacy-pickle-named-safetensors", lambda t: _small_checkpoint(
+        t, "old.safetensors", save=lambda s, f: torch.save(s, f, _use_new_zipfile_serialization=False)),
+     "legacy torch pickle"),
+    ("weights-is-a-folder", lambda t: ["layers", "torchvision:squeezenet1_1", "--weights", str(t)],
+     "not a regular file"),
+    ("weights-is-a-device", lambda t: ["layers", "torchvision:squeezenet1_1", "--weights", "/dev/zero"],
+     "not a regular file"),
+    # issue 24, models by name never download
+    ("timm-hf-hub", lambda t: ["layers", "timm:hf-hub:timm/resnet18.a1_in1k"], "needs the network"),
+    ("detection-model-random-init", lambda t: ["layers", "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+                                               "--random-init"], "not a tensor"),
+    ("segmentation-model-random-init", lambda t: ["layers", "torchvision:lraspp_mobilenet_v3_large",
+                                                  "--random-init"], "not a tensor"),
 ]
 
 
-@pytest.mark.parametrize("case, make, fragment", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
-def test_error_case(case, make, fragment, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("case, make, fragment, setup", [(*c, None)[:4] for c in ERROR_CASES],
+                         ids=[c[0] for c in ERROR_CASES])
+def test_error_case(case, make, fragment, setup, tmp_path, capsys, monkeypatch):
+    """``setup(monkeypatch, tmp_path)``, when a row has one, changes the environment (e.g. a full disk)."""
     if case == "cuda-without-cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
     monkeypatch.chdir(tmp_path)
     argv = make(tmp_path)
     before = sorted(p.name for p in tmp_path.rglob("*"))
+    if setup is not None:
+        setup(monkeypatch, tmp_path)
     code = main(argv)
     out, err = capsys.readouterr()
     assert code != 0
@@ -155,6 +245,28 @@ def test_error_case(case, make, fragment, tmp_path, capsys, monkeypatch):
     assert fragment in lines[0], lines[0]
     assert "code ran" not in out
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no partial file
+
+
+def _loads(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out, err
+
+
+def test_handled_safetensors_named_pth(tmp_path, capsys):
+    out, err = _loads(["layers", "torchvision:squeezenet1_1", "--weights", _safetensors_named_pth(tmp_path)], capsys)
+    assert "features.0" in out and "classifier.1" in out and err == ""
+
+
+def test_handled_float16_checkpoint_says_it_casts(tmp_path, capsys, caplog):
+    """One ``repscope: note:`` line (logging's last-resort handler prints it alone on stderr; pytest captures it)."""
+    argv = _small_checkpoint(tmp_path, "half.pth", lambda s: s.update({k: v.half() for k, v in s.items()}))
+    with caplog.at_level("WARNING", logger="repscope.checkpoints"):
+        out, _ = _loads(argv, capsys)
+    assert "classifier.1" in out
+    (record,) = caplog.records
+    assert record.message.startswith("repscope: note:") and "52 float16 -> float32" in record.message
 
 
 def test_existing_output_is_refused_without_overwrite(tmp_path, capsys):

@@ -8,6 +8,7 @@ reserved for bugs (or ``--debug``).
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from collections.abc import Iterable
 
@@ -54,6 +55,18 @@ class OutputError(RepscopeError):
 
 class DeviceError(RepscopeError):
     """The requested device is not available (e.g. ``--device cuda`` without CUDA)."""
+
+
+class RangeError(RepscopeError, argparse.ArgumentTypeError):
+    """A number is outside its allowed range or not finite.
+
+    Also an ``argparse.ArgumentTypeError``, so a bound used as an argparse ``type=`` turns into the
+    parser's one-line usage error (``argument --iters: ...``).
+    """
+
+
+class BudgetError(RepscopeError):
+    """A size would need more memory than this machine allows (see :mod:`repscope.bounds`)."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:

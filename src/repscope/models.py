@@ -29,6 +29,7 @@ from torch import nn
 from .checkpoints import apply_state_dict, load_by_position, load_state_dict
 from .devices import resolve_device
 from .errors import ModelError, unknown
+from .images import check_images
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,7 +51,8 @@ class Preprocessing:
                 torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape))
 
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` images in [0, 1] -> the model's input space."""
+        """``(N, 3, H, W)`` images in [0, 1] -> the model's input space (shape, dtype, device checked)."""
+        check_images(images01, finite=False)
         mean, std = self._stats(images01)
         return (images01 - mean) / std
 
@@ -80,6 +82,7 @@ class Model:
     class_names: list[str] | None = None
 
     def __call__(self, images01: torch.Tensor) -> torch.Tensor:
+        check_images(images01, dtype=module_dtype(self.module), device=self.device)
         return self.module(self.preprocessing.normalize(images01))
 
     @property
@@ -100,6 +103,14 @@ def module_device(module: nn.Module) -> torch.device:
     for tensor in module.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+def module_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of a module's first floating-point parameter or buffer (None if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
 
 
 @contextlib.contextmanager
@@ -194,7 +205,7 @@ def _load_torchvision(arch: str, weights, random_init: bool) -> Model:
     names = torchvision.models.list_models()
     if arch not in names:
         raise ModelError(unknown("torchvision model", arch, names, "Run 'repscope models'."))
-    module = torchvision.models.get_model(arch, weights=None)
+    module = torchvision.models.get_model(arch, weights=None, **_no_download_kwargs(arch))
     size, mean, std = 224, IMAGENET_MEAN, IMAGENET_STD
     try:
         default = torchvision.models.get_model_weights(arch).DEFAULT
@@ -215,9 +226,22 @@ def _load_torchvision(arch: str, weights, random_init: bool) -> Model:
                  imagenet_class_names() if _num_outputs(module) == 1000 else None)
 
 
+def _no_download_kwargs(arch: str) -> dict:
+    """Builder arguments that keep torchvision from fetching pretrained parts of a model (detection and
+    segmentation backbones default to ImageNet weights, downloaded even when ``weights=None``)."""
+    import inspect
+
+    import torchvision
+    params = inspect.signature(torchvision.models.get_model_builder(arch)).parameters
+    return {name: None for name in ("weights_backbone",) if name in params}
+
+
 def _load_timm(arch: str, weights, random_init: bool) -> Model:
     """A timm architecture; weights from ``weights``, the Hugging Face cache, or none if ``random_init``."""
     import timm
+    if arch.lower().startswith(("hf-hub:", "hf_hub:")):
+        raise ModelError(f"timm:{arch} names a Hugging Face Hub repository, which needs the network; repscope never "
+                         "downloads. Use timm:ARCH (e.g. timm:resnet18) with --weights FILE or --random-init.")
     try:
         module = timm.create_model(arch, pretrained=False)
     except RuntimeError:

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import os
 import sys
 
 from ..errors import RepscopeError
 from ..memory import retain_freed_memory
 
-#: Subcommand modules, in the order ``repscope --help`` lists them; missing ones are skipped.
-SUBCOMMANDS = ("zoo", "classify", "invert", "maximize", "caricature", "saliency", "equivariance", "stitch",
-               "similarity", "report", "demo")
+#: The subcommands, in the order ``repscope --help`` lists them; each is the module
+#: ``repscope.cli.<name>`` holding that one command (``register(subparsers)`` adds the parser named
+#: ``<name>``). A name without its module is an ImportError, never a silent skip.
+SUBCOMMANDS = (
+    "models", "layers", "check", "classify",
+    "invert", "maximize", "caricature", "saliency",
+    "equivariance", "stitch", "similarity",
+    "report", "demo",
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -33,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"repscope {repscope.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+    except BrokenPipeError:  # the reader went away (`repscope models | head -1`): exit quietly, as Unix tools do
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE, the status a shell reports for such a tool
     except SystemExit as stop:  # --help, --version, or a one-line usage error
         return int(stop.code or 0)
     except RepscopeError as err:
@@ -59,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         print("repscope: interrupted; finished items are kept (use --resume where offered).", file=sys.stderr)
         return 130
     return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush of the closed pipe stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor
+        pass
 
 
 if __name__ == "__main__":
