@@ -285,3 +285,45 @@ def test_unknown_class_folder_is_named(tmp_path):
     (tmp_path / "not_a_class").mkdir()
     with pytest.raises(ImageError, match="closest"):
         crop_data(str(tmp_path), n_fit=2, n_test=2)
+
+
+def test_channel_map_as_a_convolution_equals_its_rows_form():
+    """The fitted W is a k×k conv weight: applying it to a map equals the stacked-neighbour rows product."""
+    from repscope.channel_maps import ChannelMap
+    from repscope.regression import stack_neighbours, to_rows
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 4, 5, 6, generator=g, dtype=torch.float64)
+    rows_solution = torch.randn(3, 4 * 9, generator=g, dtype=torch.float64)
+    w = ChannelMap.from_rows(rows_solution, torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), kernel=3)
+    assert w.weight.shape == (3, 4, 3, 3) and w.kernel == 3
+    by_rows = w.on_rows(to_rows(stack_neighbours(feats, 3)))
+    torch.testing.assert_close(to_rows(w(feats)), by_rows)
+    vectors = torch.randn(7, 4, generator=g, dtype=torch.float64)  # vectors: a linear map
+    v = ChannelMap.from_rows(rows_solution[:, :4], None, kernel=1)
+    torch.testing.assert_close(v(vectors), vectors @ rows_solution[:, :4].T)
+
+
+def test_a_different_fitter_plugs_into_the_two_passes(streams):
+    """Swapping the fitted maps: identity W gives the learned error of the plain warp; ridge maps are the default."""
+    from dataclasses import replace
+
+    from repscope.channel_maps import ChannelMap
+
+    fit, test = streams
+    net = _mirror_pair_net()
+    names = ["0"]
+    options = eq._Options(1, 0, tuple(eq.DEFAULT_ALPHAS), False, torch.device("cpu"))
+
+    def identity_fitter(name, layer):
+        ridge = eq.ridge_maps(layer, 1, options.alphas)
+        eye = ChannelMap(torch.eye(8, dtype=torch.float64).reshape(8, 8, 1, 1), torch.zeros(8, dtype=torch.float64))
+        return replace(ridge, learned=eye, learned_back=eye, lam=None)
+
+    extract = lambda x: eq.features(net, x, names)  # noqa: E731
+    g = eq.parse_transform("hflip")
+    (swapped,) = eq._measure(extract, g, names, fit, test, options, None, fitter=identity_fitter)
+    (default,) = eq._measure(extract, g, names, fit, test, options, None)
+    assert swapped.error["learned"] == pytest.approx(swapped.error["warp"], rel=1e-12) and swapped.lam is None
+    assert default.error["learned"] < 1e-6 < 0.1 < swapped.error["learned"]
+    assert swapped.error["permutation"] == default.error["permutation"]

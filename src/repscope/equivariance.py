@@ -56,12 +56,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ShapeError
+from .channel_maps import ChannelMap, best_permutation, centre_taps
 from .crops import Crops
+from .errors import ShapeError
+from .geometry import CellGeometry, measure
 from .layers import features, rest_of_network
 from .models import as_model, module_device
-from .regression import DEFAULT_ALPHAS, StreamingRidge, apply_map, select_ridge, stack_neighbours, to_rows
-from .geometry import CellGeometry, measure
+from .regression import DEFAULT_ALPHAS, StreamingRidge, select_ridge, stack_neighbours, to_rows
 from .transforms import Transform, parse_transform
 
 VARIANTS = ("invariant", "warp", "permutation", "learned")
@@ -105,6 +106,69 @@ class LayerEquivariance:
         return asdict(self)
 
 
+# ---- the fitted maps: what the fit pass hands to the evaluation pass ------------------------------
+@dataclass(frozen=True)
+class FittedMaps:
+    """The channel maps of one layer (each direction), fitted on the fit stream.
+
+    Attributes:
+        learned: W with ``g'(W Φ(x)) ≈ Φ(g x)`` (the ``learned`` error).
+        learned_back: Ŵ with ``Ŵ g'⁻¹ Φ(g x) ≈ Φ(x)`` (the ``learned`` agreement: compensated features go through ψ).
+        permutation, permutation_back: channel permutations ``W[j] = Φ[perm[j]]`` of either direction.
+        lam: λ of ``learned`` (None where the fitter has none).
+    """
+
+    learned: ChannelMap
+    learned_back: ChannelMap
+    permutation: Tensor
+    permutation_back: Tensor
+    lam: float | None = None
+
+
+@dataclass
+class LayerFit:
+    """Fit-pass state of one layer: where its cells are, and the ridge statistics of both directions.
+
+    ``forward`` / ``backward`` are ``(train, val)`` accumulators of ``g'(W Φ(x)) ≈ Φ(g x)`` and of
+    ``Ŵ g'⁻¹ Φ(g x) ≈ Φ(x)``; ``val`` holds the rows of the fit stream's held-out photos (for λ).
+    """
+
+    cells: CellGeometry
+    forward: tuple[StreamingRidge, StreamingRidge]
+    backward: tuple[StreamingRidge, StreamingRidge]
+
+    @property
+    def stride(self) -> float:
+        return self.cells.scalar_stride() if self.cells.spatial else 1.0
+
+    def warp(self, t: Transform, f: Tensor, margin: int = 0) -> tuple[Tensor, Tensor]:
+        """g' (or g'⁻¹) on the layer's grid; the mask loses ``margin`` cells next to invalid ones."""
+        image_size = self.cells.input_size if self.cells.offset is not None else None
+        out, mask = t.warp(f, stride=self.stride, offset=self.cells.offset, image_size=image_size)
+        return out, _erode(mask, margin) if f.dim() == 4 else mask
+
+
+#: ``fitter(layer name, its LayerFit) -> FittedMaps``; the default is :func:`ridge_maps`.
+Fitter = Callable[[str, LayerFit], FittedMaps]
+
+
+@dataclass(frozen=True)
+class _Options:
+    kernel: int
+    margin: int
+    alphas: tuple[float, ...]
+    progress: bool
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class _Agreement:
+    """ψ per layer and the whole classifier, for top-1 agreement (and accuracy with labels)."""
+
+    psis: dict[str, Psi]
+    classify: Callable[[Tensor], Tensor]
+
+
 # ---- engine -------------------------------------------------------------------------------------
 def equivariance_layers(model, transform: str | Transform, layers: Sequence[str], *, fit: Crops, test: Crops,
                         kernel: int = 1, margin: int = 0, agreement: bool = True,
@@ -127,10 +191,9 @@ def equivariance_layers(model, transform: str | Transform, layers: Sequence[str]
     """
     model = as_model(model)
     names = list(dict.fromkeys(layers))
-    psis = {n: rest_of_network(model, n) for n in names} if agreement else None
-    return _measure(lambda x: features(model, x, names), parse_transform(transform), names, fit, test,
-                    kernel=kernel, margin=margin, alphas=alphas, psis=psis,
-                    classify=model if agreement else None, owner=model, progress=progress)
+    psi = _Agreement({n: rest_of_network(model, n) for n in names}, model) if agreement else None
+    options = _Options(kernel, margin, tuple(alphas), progress, _device_of(model))
+    return _measure(lambda x: features(model, x, names), parse_transform(transform), names, fit, test, options, psi)
 
 
 def equivariance(representation: Callable[[Tensor], Tensor], transform: str | Transform, *, fit: Crops,
@@ -144,100 +207,60 @@ def equivariance(representation: Callable[[Tensor], Tensor], transform: str | Tr
     """
     name = getattr(representation, "layer", type(representation).__name__)
     has_psi = agreement and hasattr(representation, "model") and hasattr(representation, "layer")
-    psis = {name: rest_of_network(representation.model, name)} if has_psi else None
-    return _measure(lambda x: {name: representation(x)}, parse_transform(transform), [name], fit, test,
-                    kernel=kernel, margin=margin, alphas=alphas, psis=psis,
-                    classify=representation.model if has_psi else None,
-                    owner=getattr(representation, "model", representation), progress=progress)[0]
+    psi = _Agreement({name: rest_of_network(representation.model, name)}, representation.model) if has_psi else None
+    options = _Options(kernel, margin, tuple(alphas), progress, _device_of(getattr(representation, "model",
+                                                                                   representation)))
+    return _measure(lambda x: {name: representation(x)}, parse_transform(transform), [name], fit, test, options,
+                    psi)[0]
 
 
-@dataclass
-class _Fits:
-    fwd: tuple[StreamingRidge, StreamingRidge]  # (train, val) for g'(W Φ(x)) ≈ Φ(gx)
-    bwd: tuple[StreamingRidge, StreamingRidge]  # (train, val) for Ŵ g'⁻¹ Φ(gx) ≈ Φ(x)
-    shape: tuple[int, ...]
-    stride: float
-    offset: tuple[float, float] | None = None  # pixel centre of cell 0's receptive field; None: centred
-    image_size: tuple[int, int] | None = None
+def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test: Crops, options: _Options,
+             psi: _Agreement | None, fitter: Fitter | None = None) -> list[LayerEquivariance]:
+    """Fit pass (statistics of every layer), the maps, then the evaluation pass on held-out images."""
+    layers, n_fit = _fit_pass(extract, g, names, fit, options)
+    fitter = fitter or (lambda name, layer: ridge_maps(layer, options.kernel, options.alphas))
+    maps = {name: fitter(name, layer) for name, layer in layers.items()}
+    tallies, n_test = _evaluation_pass(extract, g, layers, maps, test, options, psi)
+    rows = []
+    for name in names:
+        layer, tally = layers[name], tallies[name]
+        rows.append(LayerEquivariance(name, layer.cells.shape, layer.stride, g.name, tally.errors(),
+                                      tally.agreement(n_test) if psi is not None else None, maps[name].lam,
+                                      maps[name].permutation.tolist(), n_fit, n_test, layer.cells.offset,
+                                      tally.accuracy(n_test) if psi is not None and test.labels is not None else None))
+    return rows
 
 
-def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test: Crops, *, kernel: int,
-             margin: int, alphas, psis: dict[str, Psi] | None, classify, owner, progress: bool
-             ) -> list[LayerEquivariance]:
+# ---- pass 1: fit --------------------------------------------------------------------------------
+def _fit_pass(extract: Extract, g: Transform, names: list[str], fit: Crops, options: _Options
+              ) -> tuple[dict[str, LayerFit], int]:
+    """Stream the fit images once, accumulating both directions' ridge statistics for every layer."""
     from .progress import progress as bar
 
     ginv = g.inverse()
-    device = _device_of(classify if classify is not None else owner)
-    fits: dict[str, _Fits] = {}
+    layers: dict[str, LayerFit] = {}
     val_sources = _validation_sources(fit)
     n_fit = 0
     with torch.no_grad():
-        for x, owners in bar(fit, total=-(-len(fit) // fit.batch_size), desc="fit", quiet=not progress):
-            x = x.to(device)
+        for x, owners in bar(fit, total=-(-len(fit) // fit.batch_size), desc="fit", quiet=not options.progress):
+            x = x.to(options.device)
             feats_x, feats_gx = _pair(extract, x, g(x))
             is_val = torch.tensor([int(o) in val_sources for o in owners]) if val_sources else \
                 (torch.arange(n_fit, n_fit + len(x)) % 4 == 3)
             n_fit += len(x)
-            for name in names:
+            if not layers:  # first batch: where every layer's cells are, at the crop size
+                cells = measure(extract, names, x)
+                layers = {name: _new_layer_fit(feats_x[name], cells[name], options.kernel) for name in names}
+            for name, layer in layers.items():
                 fx, fgx = feats_x[name], feats_gx[name]
-                if name not in fits:
-                    if not fits:
-                        cells = measure(extract, names, x)
-                    fits[name] = _new_fits(fx, kernel, cells[name])
                 for part, sel in ((0, ~is_val), (1, is_val)):
                     if sel.any():
                         sel = sel.to(fx.device)
-                        _accumulate(fits[name], part, fx[sel], fgx[sel], g, ginv, kernel, margin)
-        maps = {name: _solve(f, kernel, alphas) for name, f in fits.items()}
-        sums = {name: dict.fromkeys(VARIANTS, 0.0) | {"total": 0.0} for name in names}
-        hits = {name: dict.fromkeys(VARIANTS[1:] + ("uncompensated",), 0) for name in names}
-        correct = {name: dict.fromkeys(("original", "uncompensated") + VARIANTS[1:], 0) for name in names}
-        labelled = psis is not None and test.labels is not None
-        n_test = 0
-        for x, owners in bar(test, total=-(-len(test) // test.batch_size), desc="measure", quiet=not progress):
-            x = x.to(device)
-            gx = g(x)
-            feats_x, feats_gx = _pair(extract, x, gx)
-            n_test += len(x)
-            if psis is not None:
-                reference = classify(x).argmax(1)
-                shifted = classify(gx).argmax(1)
-            if labelled:
-                truth = torch.tensor([test.labels[int(o)] for o in owners], device=reference.device)
-            for name in names:
-                fx, fgx = feats_x[name], feats_gx[name]
-                _errors(sums[name], maps[name], fits[name], fx, fgx, g, kernel, margin)
-                if psis is not None:
-                    hits[name]["uncompensated"] += int((shifted == reference).sum())
-                    if labelled:
-                        correct[name]["original"] += int((reference == truth).sum())
-                        correct[name]["uncompensated"] += int((shifted == truth).sum())
-                    for variant, comp in _compensated(maps[name], fits[name], fgx, ginv, kernel).items():
-                        predicted = psis[name](gx, comp).argmax(1)
-                        hits[name][variant] += int((predicted == reference).sum())
-                        if labelled:
-                            correct[name][variant] += int((predicted == truth).sum())
-    rows = []
-    for name in names:
-        s, m = sums[name], maps[name]
-        error = {v: s[v] / max(s["total"], 1e-30) for v in VARIANTS}
-        agree = None
-        if psis is not None:
-            agree = {v: hits[name][v] / max(n_test, 1) for v in hits[name]}
-            agree = {"invariant": agree["uncompensated"], **agree}
-        accuracy = {v: c / max(n_test, 1) for v, c in correct[name].items()} if labelled else None
-        rows.append(LayerEquivariance(name, fits[name].shape, fits[name].stride, g.name, error, agree,
-                                      m["lam"], m["perm"].tolist(), n_fit, n_test, fits[name].offset, accuracy))
-    return rows
+                        _accumulate(layer, part, fx[sel], fgx[sel], g, ginv, options)
+    return layers, n_fit
 
 
-def _pair(extract: Extract, x: Tensor, gx: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Φ(x) and Φ(g x) from one forward pass."""
-    both = extract(torch.cat([x, gx]))
-    return ({k: v[: len(x)] for k, v in both.items()}, {k: v[len(x):] for k, v in both.items()})
-
-
-def _new_fits(fx: Tensor, kernel: int, cells: CellGeometry) -> _Fits:
+def _new_layer_fit(fx: Tensor, cells: CellGeometry, kernel: int) -> LayerFit:
     if fx.dim() not in (2, 4):
         raise ShapeError(f"features must be (N, C, h, w) or (N, D), got {tuple(fx.shape)}. Pick another layer.")
     if fx.dim() == 2 and kernel != 1:
@@ -247,69 +270,129 @@ def _new_fits(fx: Tensor, kernel: int, cells: CellGeometry) -> _Fits:
     if width > MAX_REGRESSION_WIDTH:
         raise ShapeError(f"a {kernel}x{kernel} map on {c} channels has {width} inputs (over {MAX_REGRESSION_WIDTH}). "
                          "Use kernel=1 for this layer.")
-    stride = cells.scalar_stride() if cells.spatial else 1.0
+    if cells.spatial:
+        cells.scalar_stride()  # refuses non-square strides before any fitting
     acc = lambda: StreamingRidge(width, c, device=fx.device)  # noqa: E731
-    return _Fits((acc(), acc()), (acc(), acc()), tuple(fx.shape[1:]), float(stride), cells.offset, cells.input_size)
+    return LayerFit(cells, (acc(), acc()), (acc(), acc()))
 
 
-def _warp(t: Transform, f: Tensor, fits: _Fits, margin: int = 0) -> tuple[Tensor, Tensor]:
-    image_size = fits.image_size if fits.offset is not None else None
-    out, mask = t.warp(f, stride=fits.stride, offset=fits.offset, image_size=image_size)
-    return out, _erode(mask, margin) if f.dim() == 4 else mask
-
-
-def _accumulate(fits: _Fits, part: int, fx, fgx, g, ginv, kernel, margin) -> None:
-    pred, mask = _warp(g, stack_neighbours(fx, kernel), fits, margin)
+def _accumulate(layer: LayerFit, part: int, fx: Tensor, fgx: Tensor, g: Transform, ginv: Transform,
+                options: _Options) -> None:
+    """Add one batch's rows: forward ``g'(stack(Φ(x))) -> Φ(g x)``, backward ``stack(g'⁻¹ Φ(g x)) -> Φ(x)``."""
+    pred, mask = layer.warp(g, stack_neighbours(fx, options.kernel), options.margin)
     _check_same(pred, fgx)
-    fits.fwd[part].update(to_rows(pred, mask), to_rows(fgx, mask))
-    back, mask = _warp(ginv, fgx, fits, margin)
-    fits.bwd[part].update(to_rows(stack_neighbours(back, kernel), mask), to_rows(fx, mask))
+    layer.forward[part].update(to_rows(pred, mask), to_rows(fgx, mask))
+    back, mask = layer.warp(ginv, fgx, options.margin)
+    layer.backward[part].update(to_rows(stack_neighbours(back, options.kernel), mask), to_rows(fx, mask))
 
 
-def _solve(fits: _Fits, kernel: int, alphas) -> dict:
-    from scipy.optimize import linear_sum_assignment
-
-    out = {}
-    for key, (train, val) in (("fwd", fits.fwd), ("bwd", fits.bwd)):
+def ridge_maps(layer: LayerFit, kernel: int, alphas: Sequence[float]) -> FittedMaps:
+    """The default fitter: ridge W and Ŵ (λ chosen on the fit stream's held-out photos), and the
+    channel permutations maximising the correlation (``scipy.optimize.linear_sum_assignment``)."""
+    learned, perms, lams = [], [], []
+    for train, val in (layer.forward, layer.backward):
         lam = select_ridge(train, val, alphas)[0] if val.n and train.n else train.merge(val).lambdas(alphas)[0]
         merged = train.merge(val)
-        out[key] = merged.solve(lam)
-        centre = _centre_taps(fits.shape[0], kernel)
-        corr = merged.correlation()[centre].cpu().numpy()  # (C_in, C_out)
-        rows, cols = linear_sum_assignment(-corr)
-        perm = torch.empty(len(cols), dtype=torch.long)
-        perm[torch.as_tensor(cols)] = torch.as_tensor(rows)
-        out[key + "_perm"] = perm
-        if key == "fwd":
-            out["lam"] = float(lam)
-    out["perm"] = out["fwd_perm"]
-    return out
+        learned.append(ChannelMap.from_rows(*merged.solve(lam), kernel))
+        perms.append(best_permutation(merged, layer.cells.shape[0], kernel))
+        lams.append(float(lam))
+    return FittedMaps(learned[0], learned[1], perms[0], perms[1], lams[0])
 
 
-def _centre_taps(channels: int, kernel: int) -> Tensor:
-    return torch.arange(channels) * kernel * kernel + (kernel * kernel) // 2
+# ---- pass 2: evaluate ---------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    """Sums over the held-out images of one layer."""
+
+    squared: dict[str, float] = field(default_factory=lambda: dict.fromkeys(VARIANTS, 0.0))
+    total: float = 0.0
+    hits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VARIANTS[1:] + ("uncompensated",), 0))
+    correct: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("original", "uncompensated")
+                                                                          + VARIANTS[1:], 0))
+
+    def errors(self) -> dict[str, float]:
+        """``error = Σ ‖Φ(g x) − M_g Φ(x)‖² / Σ ‖Φ(g x)‖²`` per variant."""
+        return {v: self.squared[v] / max(self.total, 1e-30) for v in VARIANTS}
+
+    def agreement(self, n_test: int) -> dict[str, float]:
+        agree = {v: h / max(n_test, 1) for v, h in self.hits.items()}
+        return {"invariant": agree["uncompensated"], **agree}
+
+    def accuracy(self, n_test: int) -> dict[str, float]:
+        return {v: c / max(n_test, 1) for v, c in self.correct.items()}
 
 
-def _errors(sums: dict, maps: dict, fits: _Fits, fx, fgx, g, kernel, margin) -> None:
-    pred, mask = _warp(g, stack_neighbours(fx, kernel), fits, margin)
+def _evaluation_pass(extract: Extract, g: Transform, layers: dict[str, LayerFit], maps: dict[str, FittedMaps],
+                     test: Crops, options: _Options, psi: _Agreement | None) -> tuple[dict[str, _Tally], int]:
+    """Stream the held-out images once: errors of every variant, and agreement through ψ."""
+    from .progress import progress as bar
+
+    ginv = g.inverse()
+    tallies = {name: _Tally() for name in layers}
+    n_test = 0
+    with torch.no_grad():
+        for x, owners in bar(test, total=-(-len(test) // test.batch_size), desc="measure", quiet=not options.progress):
+            x = x.to(options.device)
+            gx = g(x)
+            feats_x, feats_gx = _pair(extract, x, gx)
+            n_test += len(x)
+            for name, layer in layers.items():
+                _add_errors(tallies[name], layer, maps[name], feats_x[name], feats_gx[name], g, options)
+            if psi is not None:
+                truth = None if test.labels is None else [test.labels[int(o)] for o in owners]
+                _add_agreement(tallies, layers, maps, psi, x, gx, feats_gx, ginv, truth)
+    return tallies, n_test
+
+
+def _add_errors(tally: _Tally, layer: LayerFit, maps: FittedMaps, fx: Tensor, fgx: Tensor, g: Transform,
+                options: _Options) -> None:
+    """Add ``‖Φ(g x) − M_g Φ(x)‖²`` (valid cells) of every variant, and ``‖Φ(g x)‖²``, for one batch."""
+    pred, mask = layer.warp(g, stack_neighbours(fx, options.kernel), options.margin)
     _check_same(pred, fgx)
     target = to_rows(fgx, mask).double()
-    rows = to_rows(pred, mask).double()
-    warped = rows[:, _centre_taps(fits.shape[0], kernel).to(rows.device)]
-    w, b = maps["fwd"]
-    preds = {"invariant": to_rows(fx, mask).double(), "warp": warped,
-             "permutation": warped[:, maps["fwd_perm"].to(rows.device)], "learned": rows @ w.T.to(rows) + b.to(rows)}
-    sums["total"] += float((target ** 2).sum())
-    for v, p in preds.items():
-        sums[v] += float(((target - p) ** 2).sum())
+    rows = to_rows(pred, mask).double()  # g'(stack(Φ(x))): every k×k tap, warped
+    warped = rows[:, centre_taps(layer.cells.shape[0], options.kernel).to(rows.device)]  # g' Φ(x)
+    predictions = {"invariant": to_rows(fx, mask).double(),  # M_g = I
+                   "warp": warped,  # M_g = g'
+                   "permutation": warped[:, maps.permutation.to(rows.device)],  # M_g = g' ∘ P
+                   "learned": maps.learned.on_rows(rows)}  # M_g = g' ∘ W
+    tally.total += float((target ** 2).sum())
+    for variant, p in predictions.items():
+        tally.squared[variant] += float(((target - p) ** 2).sum())
 
 
-def _compensated(maps: dict, fits: _Fits, fgx: Tensor, ginv: Transform, kernel: int) -> dict[str, Tensor]:
+def _add_agreement(tallies: dict[str, _Tally], layers: dict[str, LayerFit], maps: dict[str, FittedMaps],
+                   psi: _Agreement, x: Tensor, gx: Tensor, feats_gx: dict[str, Tensor], ginv: Transform,
+                   truth: list[int] | None) -> None:
+    """Top-1 agreement with ψ(Φ(x)) of ψ(Φ(g x)) (uncompensated) and of ψ(M⁻¹ Φ(g x)) per variant."""
+    reference = psi.classify(x).argmax(1)
+    shifted = psi.classify(gx).argmax(1)
+    truth = None if truth is None else torch.tensor(truth, device=reference.device)
+    for name, layer in layers.items():
+        tally = tallies[name]
+        tally.hits["uncompensated"] += int((shifted == reference).sum())
+        if truth is not None:
+            tally.correct["original"] += int((reference == truth).sum())
+            tally.correct["uncompensated"] += int((shifted == truth).sum())
+        for variant, comp in _compensated(layer, maps[name], feats_gx[name], ginv).items():
+            predicted = psi.psis[name](gx, comp).argmax(1)
+            tally.hits[variant] += int((predicted == reference).sum())
+            if truth is not None:
+                tally.correct[variant] += int((predicted == truth).sum())
+
+
+def _compensated(layer: LayerFit, maps: FittedMaps, fgx: Tensor, ginv: Transform) -> dict[str, Tensor]:
     """Φ(gx) mapped back towards Φ(x) by each variant (cells with no source are 0 before W)."""
-    back, _ = _warp(ginv, fgx, fits)
-    w, b = maps["bwd"]
-    return {"warp": back, "permutation": back[:, maps["bwd_perm"].to(back.device)],
-            "learned": apply_map(back, w, b, kernel)}
+    back, _ = layer.warp(ginv, fgx)
+    return {"warp": back, "permutation": back[:, maps.permutation_back.to(back.device)],
+            "learned": maps.learned_back(back)}
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _pair(extract: Extract, x: Tensor, gx: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Φ(x) and Φ(g x) from one forward pass."""
+    both = extract(torch.cat([x, gx]))
+    return ({k: v[: len(x)] for k, v in both.items()}, {k: v[len(x):] for k, v in both.items()})
 
 
 def _check_same(pred: Tensor, fgx: Tensor) -> None:
@@ -336,4 +419,3 @@ def _device_of(obj) -> torch.device:
     """The device of a Model or nn.Module (:func:`~repscope.models.module_device`); CPU for other callables."""
     module = getattr(obj, "module", obj)
     return module_device(module) if isinstance(module, nn.Module) else torch.device("cpu")
-
