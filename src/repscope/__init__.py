@@ -10,6 +10,7 @@ Representations:
     features(model, x, names)           truncated forward pass: outputs of named layers
     Representation(model, layer)        Φ as an nn.Module (with .stride, .receptive_field)
     describe(model) / check(model)      the layer table; the pre-flight check for silent failures
+    cell_geometry(phi, size)            where Φ's cells sit in the image: stride, offset, receptive field
     hog.HOG / hog.hog                   differentiable HOG (Dalal-Triggs = scikit-image, UoCTTI = VLFeat)
 
 Pre-images (Mahendran & Vedaldi):        preimage.invert, preimage.maximize, preimage.caricature
@@ -22,11 +23,12 @@ Equivalence (Lenc & Vedaldi):           stitching.stitch(model_a, "blocks.3", mo
                                         MinibatchCKA (Kornblith et al.; Nguyen et al.)
 """
 
-from . import (backprop, checks, crops, equivariance, errors, hog, images, io, layer_info, layers, models,
-               preimage, regression, similarity, stitching, training, transforms)
+from . import (backprop, checks, crops, equivariance, errors, geometry, hog, images, io, layer_info, layers,
+               models, preimage, regression, similarity, stitching, training, transforms)
 from .checks import Finding, check
 from .classify import classify
 from .errors import RepscopeError
+from .geometry import CellGeometry, cell_geometry
 from .hog import HOG
 from .images import load_image, load_images, save_grid, save_image
 from .layer_info import LayerInfo, describe
@@ -36,9 +38,9 @@ from .models import Model, Preprocessing, load, wrap
 __version__ = "0.1.0"
 
 __all__ = [
-    "HOG", "Finding", "LayerInfo", "Model", "Preprocessing", "Representation", "RepscopeError",
-    "backprop", "check", "checks", "classify", "crops", "describe", "equivariance", "errors", "features", "hog",
-    "images", "io", "layer_info", "layers", "load", "load_image", "load_images", "models", "preimage",
-    "regression", "representation", "save_grid", "save_image", "similarity", "stitching", "training", "transforms",
-    "wrap",
+    "CellGeometry", "HOG", "Finding", "LayerInfo", "Model", "Preprocessing", "Representation", "RepscopeError",
+    "backprop", "cell_geometry", "check", "checks", "classify", "crops", "describe", "equivariance", "errors",
+    "features", "geometry", "hog", "images", "io", "layer_info", "layers", "load", "load_image", "load_images",
+    "models", "preimage", "regression", "representation", "save_grid", "save_image", "similarity", "stitching",
+    "training", "transforms", "wrap",
 ]
