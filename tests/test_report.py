@@ -40,6 +40,10 @@ RUNS = {
     "hog": ["invert", "sample:chelsea", "--model", "hog", "--iters", "3"],
     "equivariance": ["equivariance", "--transform", "vflip", "--layer", "blocks.0", "--fit", "8", "--test", "4",
                      "--no-agreement"],
+    "stitch": ["stitch", "--from", "efficientnet_lite0:blocks.1", "--to", "efficientnet_lite1:blocks.1", "--fit", "both",
+               "--steps", "2", "--fit-crops", "8", "--test-crops", "4"],
+    "similarity": ["similarity", "--model", "efficientnet_lite0", "--layer-a", "blocks.0", "--layer-a", "blocks.2",
+                   "--layer-b", "blocks.0", "--layer-b", "blocks.2", "--crops", "8", "--batch-size", "4"],
 }
 
 
@@ -155,10 +159,20 @@ def test_report_on_one_folder_of_each_command(folders, name, tmp_path):
         for m in ("gradient", "deconvnet", "guided"):
             assert fmt(result["selectivity"][m]) in text and fmt(result["bottleneck"][m]["random"]) in text
         assert "same stripe pattern for every photo" in text  # the words that explain the DeConvNet picture
-    else:
+    elif name == "equivariance":
         for row in result["layers"]:
             for v in row["error"].values():
                 assert fmt(v) in text
+    elif name == "stitch":
+        pair = result["pairs"][0]
+        for fit in ("naive", "ridge", "task"):
+            assert fmt(pair[fit]["agreement"]) in text
+        assert fmt(pair["cka"]["linear"]) in text and "0.430" in text and "Published" in text
+    else:  # similarity: the CKA matrix as an HTML table; a network with itself has CKA 1 on the diagonal
+        assert len(result["cka"]) == 2 and result["cka"][0][0] == pytest.approx(1.0, abs=1e-4)
+        for row in result["cka"]:
+            for v in row:
+                assert fmt(v, 2) in text
     if name == "hog":
         assert "66.20%" in text and "published" in text.lower()  # M&V's numbers beside ours, labelled
         assert len(images) == 5  # photo, pre-image, two glyph pictures, loss plot
@@ -172,7 +186,8 @@ def test_report_page_in_a_browser_at_desktop_and_phone_width(folders, tmp_path):
     assert hrefs and set(hrefs) <= set(ids) and len(ids) == len(set(ids))  # the table of contents resolves
     text = " ".join(page.text)
     order = [text.index(title) for title in ("Inversion: what", "Activation maximisation", "Caricatures",
-                                              "Backpropagation:", "HOG: a hand", "Equivariance:")]
+                                              "Backpropagation:", "HOG: a hand", "Equivariance:", "Equivalence:",
+                                              "Similarity: CKA")]
     assert order == sorted(order)  # the talk's order, whatever order the folders were given in
     check_in_browser(path, tmp_path / "wide.png", 1280)
     check_in_browser(path, tmp_path / "phone.png", 390)
@@ -297,3 +312,29 @@ def test_map_cosines_hand_computed(tmp_path):
 def test_fmt():
     assert fmt(0.123456) == "0.123" and fmt(3) == "3" and fmt(None) == "—" and fmt(2.5e-5) == "2.5e-05"
     assert fmt(1234567.0) == "1.23e+06" and fmt(True) == "yes" and fmt(float("nan")) == "nan"
+
+
+def test_detect_sections(tmp_path):
+    """A ``detect eval`` folder (the command's result.json layout) gives the AP / CorLoc table and the
+    talk's published numbers; a real ``detect IMAGE`` run is rendered too where the command exists."""
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"command": "detect", "target": ["eval"], "model": "m", "seed": 0}))
+    (folder / "result.json").write_text(json.dumps({
+        "ap": [1.0, 0.25], "ap_all": [1.0, 0.3125], "map": 0.625, "map_all": 0.65625,
+        "corloc": {"corloc": [1.0, 0.5], "mean": 0.75}, "classes": ["cat", "cup"], "method": "fast-rcnn",
+        "data": "synthetic/test", "images": 4}))
+    paths = [folder]
+    from repscope.report.demo import available_commands
+    if "detect" in available_commands():
+        paths.append(tmp_path / "images")
+        run_command(["detect", "sample:chelsea", "--imagenet", "--proposals", "20", "--out", str(paths[-1]), "--quiet"],
+                    show_bars=False)
+    page, images = check_page(build_report(paths, tmp_path / "r.html"))
+    text = " ".join(page.text)
+    for value in ("0.250", "0.312", "0.625", "0.656", "0.750", "54.2", "39.3"):
+        assert value in text
+    assert text.count("Published: Girshick") == 1  # once per chapter, not per section
+    if len(paths) == 2:
+        top = json.loads((paths[1] / "result.json").read_text())["images"][0]["detections"][0]
+        assert fmt(top["score"]) in text and len(images) == 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import io
-from ..errors import OutputError
+from ..errors import OutputError, RepscopeError
 from .build import DEMO_FILE, build_report
 
 __all__ = ["Stage", "stages", "run_demo"]
@@ -42,10 +42,10 @@ class Stage:
 
 
 def _preimage_stages(q: bool) -> list[Stage]:
-    it = ("--iters", "40" if q else "200")
+    it = ("--iters", "30" if q else "200")
     deep = ["blocks.0", "blocks.2", "blocks.4", "blocks.6"] if q else [f"blocks.{k}" for k in range(7)]
     layers = [w for layer in deep for w in ("--layer", layer)]
-    classes = ["1", "130", "323", "967"][: 2 if q else 4]  # goldfish, flamingo, monarch, espresso
+    classes = ["130"] if q else ["1", "130", "967"]  # flamingo; goldfish, espresso
     units = [w for c in classes for w in ("--unit", c)]
     out = [
         Stage("invert", ("invert", "sample:chelsea", *layers, *it), 12 if q else 140),
@@ -66,7 +66,7 @@ def _preimage_stages(q: bool) -> list[Stage]:
 
 
 def _other_stages(q: bool) -> list[Stage]:
-    it = ("--iters", "40" if q else "200")
+    it = ("--iters", "30" if q else "200")
     photos = ["chelsea", "coffee"] if q else ["chelsea", "astronaut", "coffee"]
     out = [Stage(f"saliency-{p}", ("saliency", f"sample:{p}"), 6) for p in photos]
     if not q:
@@ -93,8 +93,8 @@ def optional_stages(q: bool) -> list[Stage]:
         pair = (("--from", "efficientnet_lite0:blocks.3", "--to", "efficientnet_lite1:blocks.3") if q else
                 ("--from", "efficientnet_lite0", "--to", "efficientnet_lite1", "--layers", "matched"))
         crops = ("--fit-crops", "24", "--test-crops", "12", "--steps", "20") if q else \
-            ("--fit-crops", "48", "--test-crops", "24", "--steps", "50")
-        out.append(Stage("stitch", ("stitch", *pair, "--fit", "both", *crops), 15 if q else 120))
+            ("--fit-crops", "32", "--test-crops", "16", "--steps", "30")
+        out.append(Stage("stitch", ("stitch", *pair, "--fit", "both", *crops), 15 if q else 100))
     if "similarity" in have:
         out.append(Stage("similarity", ("similarity", "--model", "efficientnet_lite0", "--model", "efficientnet_lite1",
                                         "--crops", "16" if q else "64"), 8 if q else 30))
@@ -207,7 +207,11 @@ def run_demo(out: str | os.PathLike = "repscope-demo", *, quick: bool = False, r
         if (out / folder).is_dir() and any((out / folder).iterdir()):
             argv.append("--overwrite")
         began, cpu = time.perf_counter(), time.process_time()
-        run_command(argv, show_bars=show)
+        try:
+            run_command(argv, show_bars=show)
+        except RepscopeError as err:
+            raise RepscopeError(f"demo stage {k} ({stage.name}): {err} Then run 'repscope demo --resume' with the "
+                                "same --out to finish.") from None
         state["stages"].append({"name": stage.name, "folder": folder, "seconds": round(time.perf_counter() - began, 2),
                                 "cpu_seconds": round(time.process_time() - cpu, 2), "command": ["repscope", *argv]})
         state["total_seconds"] = round(time.perf_counter() - start, 2)

@@ -42,7 +42,8 @@ class ResultFolder:
     @property
     def command(self) -> str:
         """The subcommand that wrote the folder (``config.json`` ``command``), e.g. ``"invert"``."""
-        return str(self.config.get("command") or self.result.get("command") or "unknown")
+        run = self.result.get("run") if isinstance(self.result.get("run"), dict) else {}
+        return str(self.config.get("command") or self.result.get("command") or run.get("command") or "unknown")
 
     @property
     def model(self) -> str:
@@ -54,6 +55,15 @@ class ResultFolder:
         if not value and c.get("source"):
             return f"{c.get('source')} → {c.get('target')}"
         return str(value or "—")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The command's options: ``config.json``, or the ``run`` a result records when its config.json
+        describes something else (``detect train`` writes the detector's configuration there)."""
+        run = self.result.get("run")
+        if "command" not in self.config and isinstance(run, dict) and "command" in run:
+            return run
+        return self.config
 
     def png(self, name: str) -> Path | None:
         """The PNG called ``name`` in the folder, or None."""
@@ -121,7 +131,7 @@ def command_line(folder: ResultFolder) -> tuple[str, bool]:
     Exact when ``config.json`` holds ``argv`` (recorded by ``repscope`` since the report exists);
     otherwise rebuilt from the parser's options that differ from their defaults.
     """
-    argv = folder.config.get("argv")
+    argv = folder.settings.get("argv")
     if isinstance(argv, list) and argv:
         return shlex.join(str(a) for a in argv), True
     return _rebuild(folder), False
@@ -140,9 +150,9 @@ def _rebuild(folder: ResultFolder) -> str:
         return shlex.join(words)
     for action in parser._actions:
         dest = action.dest
-        if dest in _HIDDEN or dest == "help" or dest not in folder.config:
+        if dest in _HIDDEN or dest == "help" or dest not in folder.settings:
             continue
-        value = folder.config[dest]
+        value = folder.settings[dest]
         if not action.option_strings:
             words += [str(v) for v in (value if isinstance(value, list) else [value])]
         elif value != action.default and value not in (None, False):

@@ -105,7 +105,7 @@ def seconds(folder: ResultFolder) -> float | None:
 def run_facts(folder: ResultFolder, **extra: Any) -> str:
     """The facts every section shows: the exact command, model, layer, seed, time, device, folder."""
     cmd, exact = command_line(folder)
-    c = folder.config
+    c = folder.settings
     items = [("command", f"<code>{esc(cmd)}</code>" + ("" if exact else " <em>(rebuilt from config.json)</em>"))]
     items.append(("model", folder.model + (" (random weights)" if c.get("random_init") else "")))
     layer = c.get("layer")
