@@ -185,6 +185,8 @@ def measure_strides(extract: Extract, names: Sequence[str], shapes: dict[str, tu
     Where a map does not grow, or the larger input does not run, ``(H / h, W / w)`` at this size.
     """
     (height, width), bigger = images.shape[-2:], STRIDE_PROBE
+    if not names:
+        return {}
     try:
         with torch.no_grad():
             probe = torch.full((1, images.shape[1], height + bigger, width + bigger), 0.5, device=images.device,
