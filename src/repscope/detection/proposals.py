@@ -2,7 +2,7 @@
 
 Both return float boxes ``(M, 4)`` as ``(x1, y1, x2, y2)`` in image pixels, at most ``limit`` of them.
 Selective Search runs OpenCV's ``ximgproc.segmentation`` in its ``fast`` or ``quality`` mode on one
-thread with a fixed RNG seed, so its output is reproducible; R-CNN used the quality mode (~2000 boxes).
+thread; its boxes are put in a seeded order, so the output is reproducible; R-CNN used the quality mode (~2000 boxes).
 The grid is deterministic: square windows of several sides, stretched to several aspect ratios, slid
 with a stride of a quarter of the window side (or coarser, to respect ``limit``).
 
@@ -71,9 +71,12 @@ def grid_proposals(height: int, width: int, *, limit: int = 500, scales: tuple[f
 
 def selective_search(image01: torch.Tensor, *, mode: str = "fast", limit: int = 2000, min_size: int = 8,
                      seed: int = 0) -> torch.Tensor:
-    """Selective Search boxes ``(M, 4)`` for ``image01 (3, H, W)``, in OpenCV's ranking order, deduplicated.
+    """Selective Search boxes ``(M, 4)`` for ``image01 (3, H, W)``, deduplicated, in a seeded random order.
 
     ``mode`` is ``"fast"`` or ``"quality"``; boxes with a side below ``min_size`` pixels are dropped.
+    OpenCV returns the same set of boxes on every run but ranks them with an unseeded random number
+    (``setRNGSeed`` does not reach it), so the set is sorted and shuffled with ``seed``: a capped
+    list is a uniform, reproducible subset.
     """
     import cv2
 
@@ -91,9 +94,8 @@ def selective_search(image01: torch.Tensor, *, mode: str = "fast", limit: int = 
     rects = np.asarray(rects, dtype=np.float64)  # (x, y, w, h)
     boxes = np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], 1)
     keep = (rects[:, 2] >= min_size) & (rects[:, 3] >= min_size)
-    boxes = boxes[keep]
-    _, first = np.unique(boxes, axis=0, return_index=True)
-    boxes = boxes[np.sort(first)][:limit]
+    boxes = np.unique(boxes[keep], axis=0)  # canonical order: OpenCV ranks with an unseeded random draw
+    boxes = boxes[np.random.default_rng(seed).permutation(len(boxes))][:limit]
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
     if len(boxes) == 0:

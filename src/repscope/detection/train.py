@@ -154,7 +154,7 @@ def train_rcnn(model: Model, layer: str, train: Dataset, *, pool: str = "roi", p
     head.scale.copy_((x - head.mean).norm(dim=1).mean() / 20.0)  # R-CNN scales features to mean norm 20
     z = head.normalise(x)
     signs = torch.where(y[:, None] == torch.arange(k)[None], 1.0, -1.0)
-    optimiser = torch.optim.LBFGS(head.score.parameters(), lr=1, max_iter=200, line_search_fn="strong_wolfe")
+    optimiser = torch.optim.LBFGS(head.score.parameters(), lr=1, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure():
         optimiser.zero_grad()
