@@ -2,14 +2,14 @@
 
 Writes one PNG per layer, ``grid.png`` (original + caricatures labelled with their gain),
 ``loss.png`` and ``result.json`` (per layer: ``gain`` = <Φ(x0),Φ(x*)>/‖Φ(x0)‖², iterations,
-seconds, every hyperparameter).
+seconds, every hyperparameter); see :func:`repscope.preimage.invert_layers` (``method="caricature"``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .invert import register_per_layer, run_per_layer
+from .preimage_common import register_per_layer, run_per_layer
 
 
 def register(subparsers) -> None:
@@ -17,6 +17,4 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..preimage import caricature
-
-    return run_per_layer(args, "caricature", caricature, "gain", "x{:.1f}")
+    return run_per_layer(args, "caricature")

@@ -57,15 +57,37 @@ def device(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device)
 
 
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether to show per-item progress: not ``--quiet``, and stderr is a terminal (a bar labelled with the item)."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def sweep_settings(args: argparse.Namespace) -> dict:
+    """The options that determine a sweep's results (what ``--resume`` must find unchanged)."""
+    ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command"}
+    return {k: v for k, v in vars(args).items() if k not in ignored}
+
+
 def seed(args: argparse.Namespace) -> torch.Generator:
-    """Seed torch from ``--seed`` and return a generator seeded the same way."""
+    """Seed torch's global generator from ``--seed`` and return a generator seeded the same way.
+
+    Deprecated: the repscope commands no longer call it (randomness goes through generators, and
+    :func:`load_model` seeds random weights in a fork of the global state); ``stitch`` and
+    ``similarity`` still do.
+    """
     torch.manual_seed(args.seed)
     return torch.Generator().manual_seed(args.seed)
 
 
 def load_model(args: argparse.Namespace) -> Model:
-    """The model named by ``--model`` (with ``--weights`` / ``--random-init``) on ``--device``."""
-    return load(args.model, weights=args.weights, device=device(args), random_init=args.random_init)
+    """The model named by ``--model`` (with ``--weights`` / ``--random-init``) on ``--device``.
+
+    Random weights are drawn from torch's global generator seeded with ``--seed`` inside
+    ``torch.random.fork_rng``, so the caller's random state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        return load(args.model, weights=args.weights, device=device(args), random_init=args.random_init)
 
 
 def output_dir(args: argparse.Namespace, *, resume: bool | None = None) -> Path:

@@ -4,7 +4,7 @@ A unit is a channel / class index ``K`` (averaged over space, or its centre cell
 ``--spatial center``) or a neuron ``K,I,J``. All units run as one batched optimisation (chunks of
 ``--batch``). Writes one PNG per unit, ``grid.png``, ``loss.png`` and ``result.json`` (per unit:
 ``activation``, its ``ratio`` to the largest value over the sample photos, iterations, seconds,
-every hyperparameter).
+every hyperparameter); see :func:`repscope.preimage.maximize_units`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import argparse
 
 from ..errors import LayerError
 from . import common
-from .invert import add_preimage_arguments, preimage_config, sweep_settings
-
-#: photos whose largest activation normalises the objective (Z) and the reported ratio
-REFERENCE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "china", "flower")
+from .preimage_common import add_preimage_arguments, preimage_config
 
 
 def parse_unit(text: str) -> int | tuple[int, int, int]:
@@ -47,38 +44,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..images import load_images
-    from ..layers import Representation
-    from ..preimage import maximize
-    from ..preimage.methods import unit_label
-    from ..preimage.runs import finish_items, run_items
+    from ..preimage.sweeps import maximize_units, pick_layers, reference_photos
 
     model = common.load_model(args)
-    phi = Representation(model, args.layer)
-    side = model.preprocessing.input_size
-    device = common.device(args)
-    reference, ref_names = load_images([f"sample:{n}" for n in REFERENCE_PHOTOS], size=side)
-    reference = reference.to(device)
+    (layer,) = pick_layers(model, [args.layer])
+    reference, names = reference_photos(model, common.device(args))
     out = common.output_dir(args)
-    config = preimage_config(args)
-    units = list(args.unit)
-
-    def compute(start: int, keys: list[str]):
-        res = maximize(phi, units[start:start + len(keys)], size=(side, side), spatial=args.spatial,
-                       reference01=reference, config=config, seed=args.seed + start, quiet=args.quiet)
-        items = [dict(rec, layer=args.layer, unit=key) for key, rec in zip(keys, res.records())]
-        return [(item, res.images01[i], res.data_losses[:, i]) for i, item in enumerate(items)]
-
-    keys = [unit_label(u) for u in units]
-    record = run_items(out, sweep_settings(args), keys, compute, resume=args.resume, chunk_size=args.batch,
-                       prefix=f"maximize_{args.layer}_")
-    items = list(record.items.values())
-    result = finish_items(out, record, title=f"maximize {args.layer}",
-                          label=lambda item: f"{item['unit']} x{item['ratio']:.1f}",
-                          command="maximize", model=model.name, layer=args.layer, reference_images=ref_names,
-                          summary={i["unit"]: {"activation": round(i["activation"], 4), "ratio": round(i["ratio"], 3)}
-                                   for i in items})
-    lines = [f"{args.layer}:{i['unit']}: activation {i['activation']:.3f}, {i['ratio']:.2f}x the best sample photo"
-             for i in items]
+    result = maximize_units(model, layer, list(args.unit), out, spatial=args.spatial, reference01=reference,
+                            reference_names=names, batch_size=args.batch, config=preimage_config(args),
+                            seed=args.seed, resume=args.resume, settings=common.sweep_settings(args),
+                            progress=common.show_progress(args))
+    lines = [f"{layer}:{i['unit']}: activation {i['activation']:.3f}, {i['ratio']:.2f}x the best sample photo"
+             for i in result["items"].values()]
     common.finish(args, result, out, lines)
     return result

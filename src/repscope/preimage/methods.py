@@ -21,14 +21,15 @@ import torch
 from torch import Tensor
 
 from ..layers import check_images
-from .engine import PreimageConfig, PreimageResult, optimise
+from .config import PreimageConfig, PreimageResult
+from .engine import optimise
 from .objectives import Caricature, Invert, Maximize, Unit, unit_weights
 
 __all__ = ["invert", "maximize", "caricature", "unit_label"]
 
 
-def _config(config: PreimageConfig | None, iters: int | None, **defaults) -> PreimageConfig:
-    cfg = config if config is not None else PreimageConfig(**defaults)
+def _config(config: PreimageConfig | None, iters: int | None) -> PreimageConfig:
+    cfg = config if config is not None else PreimageConfig()
     return dataclasses.replace(cfg, iters=int(iters)) if iters is not None else cfg
 
 
