@@ -33,8 +33,9 @@ __all__ = ["Stage", "stages", "run_demo"]
 
 @dataclass(frozen=True)
 class Stage:
-    """One command of the demo: ``name`` (its folder ``NN-name``), the argv after ``repscope``, and its
-    expected cost in seconds on a 2-core CPU (weights the overall time estimate)."""
+    """One command of the demo: ``name`` (its folder ``NN-name``), the argv after ``repscope`` (the word
+    ``{stage:NAME}`` stands for stage NAME's folder), and its expected cost in seconds on a 2-core CPU
+    (weights the overall time estimate)."""
 
     name: str
     argv: tuple[str, ...]
@@ -99,7 +100,13 @@ def optional_stages(q: bool) -> list[Stage]:
         out.append(Stage("similarity", ("similarity", "--model", "efficientnet_lite0", "--model", "efficientnet_lite1",
                                         "--crops", "16" if q else "64"), 8 if q else 30))
     if "detect" in have:
-        out.append(Stage("detect", ("detect", "sample:astronaut", "sample:coffee", "--imagenet"), 20 if q else 40))
+        out.append(Stage("detect", ("detect", "sample:astronaut", "sample:coffee", "--imagenet",
+                                    *(("--proposals", "50") if q else ())), 10 if q else 30))
+        small = ("--images", "4") if q else ("--images", "8")
+        out.append(Stage("detect-train", ("detect", "train", "--method", "fast-rcnn", "--data", "synthetic", "--iters",
+                                          "20" if q else "60", "--proposals", "40", *small), 10 if q else 25))
+        out.append(Stage("detect-eval", ("detect", "eval", "--head", "{stage:detect-train}", "--data", "synthetic",
+                                         "--images", "2" if q else "6"), 6 if q else 15))
     return out
 
 
@@ -197,12 +204,13 @@ def run_demo(out: str | os.PathLike = "repscope-demo", *, quick: bool = False, r
     bar = tqdm(total=sum(s.cost for s in plan), disable=not show, position=0, leave=False, dynamic_ncols=True,
                bar_format="demo {desc} |{bar}| {elapsed} elapsed, about {remaining} left")
     bar.update(sum(s.cost for s in plan if s.name in done))
+    folders = {s.name: f"{k:02d}-{s.name}" for k, s in enumerate(plan, 1)}
     for k, stage in enumerate(plan, 1):
-        folder = f"{k:02d}-{stage.name}"
+        folder = folders[stage.name]
         bar.set_description_str(f"stage {k}/{len(plan)}: {stage.name}")
         if stage.name in done:
             continue
-        argv = [*stage.argv, "--out", str(out / folder)]
+        argv = [_resolve(w, out, folders) for w in stage.argv] + ["--out", str(out / folder)]
         argv += (["--device", device] if device != "auto" else []) + ([] if show else ["--quiet"])
         if (out / folder).is_dir() and any((out / folder).iterdir()):
             argv.append("--overwrite")
@@ -227,6 +235,13 @@ def run_demo(out: str | os.PathLike = "repscope-demo", *, quick: bool = False, r
         minutes, seconds = divmod(state["total_seconds"], 60)
         print(f"demo: {len(plan)} stages in {int(minutes)} min {seconds:.0f} s", file=sys.stderr)
     return path
+
+
+def _resolve(word: str, out: Path, folders: dict[str, str]) -> str:
+    """``{stage:NAME}`` -> the folder of stage NAME (a later stage reading an earlier one's output)."""
+    if word.startswith("{stage:") and word.endswith("}"):
+        return str(out / folders[word[7:-1]])
+    return word
 
 
 def _threads() -> int:
