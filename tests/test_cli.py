@@ -67,3 +67,57 @@ def test_console_entry_point_end_to_end():
     proc = subprocess.run([sys.executable, "-m", "repscope", "classify", "/no/such/file.png"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_subcommands_are_exactly_the_modules_named_after_them(monkeypatch):
+    import argparse
+    import pkgutil
+
+    import repscope.cli as cli
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert tuple(sub.choices) == cli.SUBCOMMANDS  # one command per module, in the listed order
+    with_register = {m.name for m in pkgutil.iter_modules(cli.__path__)
+                     if hasattr(__import__(f"repscope.cli.{m.name}", fromlist=["_"]), "register")}
+    assert with_register == set(cli.SUBCOMMANDS)  # no command module left out of the tuple
+    monkeypatch.setattr(cli, "SUBCOMMANDS", cli.SUBCOMMANDS + ("no_such_command",))
+    import pytest
+
+    with pytest.raises(ModuleNotFoundError, match="no_such_command"):  # an error, never a silent skip
+        cli.build_parser()
+
+
+def test_random_weights_follow_seed_and_leave_the_global_generator_alone():
+    import torch
+
+    from repscope.cli import build_parser, common
+
+    before = torch.random.get_rng_state()
+    loads = [common.load_model(build_parser().parse_args(["classify", "x", "--model", "torchvision:alexnet",
+                                                          "--random-init", "--seed", s])) for s in ("3", "3", "4")]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    w = [m.module.features[0].weight for m in loads]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+
+
+def test_plots_draw_without_pyplot_or_a_backend_switch(tmp_path):
+    import sys
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    from repscope import images
+    from repscope.plots import equivariance_plot, loss_curves
+
+    backend = matplotlib.get_backend()
+    pyplot = "matplotlib.pyplot" in sys.modules
+    figures = sys.modules["matplotlib.pyplot"].get_fignums() if pyplot else None
+    loss = loss_curves({"a": [1.0, 0.5, 0.25], "b": [2.0, 1.0, 0.9]}, tmp_path / "loss.png", title="t")
+    rows = [SimpleNamespace(layer=f"l{i}", error={"v": 0.1 * i, "w": 0.2}, agreement={"v": 0.5, "w": 0.9})
+            for i in range(3)]
+    eq = equivariance_plot(rows, ["v", "w"], tmp_path / "eq.png")
+    assert images.load_image(loss).shape == (3, 400, 600) and images.load_image(eq).shape == (3, 440, 1210)
+    assert matplotlib.get_backend() == backend
+    assert ("matplotlib.pyplot" in sys.modules) == pyplot  # not imported by the plots
+    if pyplot:
+        assert sys.modules["matplotlib.pyplot"].get_fignums() == figures

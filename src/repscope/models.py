@@ -61,13 +61,6 @@ class Preprocessing:
         mean, std = self._stats(inputs)
         return inputs * std + mean
 
-    @property
-    def input_range(self) -> tuple[float, float]:
-        """The (min, max) model-input value over all channels for images in [0, 1]."""
-        lows = [(0 - m) / s for m, s in zip(self.mean, self.std)]
-        highs = [(1 - m) / s for m, s in zip(self.mean, self.std)]
-        return min(lows), max(highs)
-
 
 @dataclass
 class Model:

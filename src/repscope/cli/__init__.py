@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 
 from ..errors import RepscopeError
 from ..memory import retain_freed_memory
 
-#: Subcommand modules, in the order ``repscope --help`` lists them; missing ones are skipped.
-SUBCOMMANDS = ("zoo", "classify", "invert", "maximize", "caricature", "saliency", "equivariance", "stitch",
-               "similarity", "report", "demo")
+#: The subcommands, in the order ``repscope --help`` lists them; each is the module
+#: ``repscope.cli.<name>`` holding that one command (``register(subparsers)`` adds the parser named
+#: ``<name>``). A name without its module is an ImportError, never a silent skip.
+SUBCOMMANDS = (
+    "models", "layers", "check", "classify",
+    "invert", "maximize", "caricature", "saliency",
+    "equivariance", "stitch", "similarity", "detect",
+    "report", "demo",
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -34,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"repscope {repscope.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 

@@ -20,7 +20,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    common.seed(args)
     model = common.load_model(args)
     batch, names = load_images(args.images, size=model.preprocessing.input_size)
     with torch.no_grad():

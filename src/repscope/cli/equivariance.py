@@ -8,16 +8,17 @@ Writes ``result.json`` (one row per layer: error and agreement for each variant)
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from torch import nn
-
-from .. import io
 from ..crops import crop_data
 from ..equivariance import VARIANTS, equivariance_layers
+from ..plots import equivariance_plot
 from ..regression import DEFAULT_ALPHAS
+from ..stages import stage_layers
 from ..transforms import parse_transform
 from . import common
+
+#: the default ``--layer`` values (the choice lives in :func:`repscope.stages.stage_layers`)
+default_layers = stage_layers
 
 PLOT_FILE = "equivariance.png"
 
@@ -44,22 +45,10 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def default_layers(module: nn.Module) -> list[str]:
-    """The main stages: top-level children, with sequential containers opened one level; not the last."""
-    names = []
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child):
-            names += [f"{name}.{sub}" for sub, _ in child.named_children()]
-        else:
-            names.append(name)
-    return names[:-1] if len(names) > 1 else ["logits"]
-
-
 def run(args: argparse.Namespace) -> None:
-    common.seed(args)
     transform = parse_transform(args.transform)
     model = common.load_model(args)
-    layers = args.layer or default_layers(model.module)
+    layers = args.layer or stage_layers(model)
     is_hog = str(args.model).startswith("hog")
     agreement = not args.no_agreement and not is_hog
     size = args.size or (128 if is_hog else 129)
@@ -93,35 +82,6 @@ def summary(rows) -> list[str]:
     return lines
 
 
-def plot(rows, path: Path, title: str = "") -> Path:
-    """Error (left) and agreement (right) against depth, one line per variant; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    depth = list(range(len(rows)))
-    has_agreement = bool(rows) and rows[0].agreement is not None
-    fig, axes = plt.subplots(1, 2 if has_agreement else 1, figsize=(11 if has_agreement else 6, 4), squeeze=False)
-    ax = axes[0, 0]
-    for v in VARIANTS:
-        ax.plot(depth, [r.error[v] for r in rows], marker="o", label=v)
-    ax.set(ylabel="error  Σ‖Φ(gx) − M_g Φ(x)‖² / Σ‖Φ(gx)‖²", title="held-out error")
-    if has_agreement:
-        ax2 = axes[0, 1]
-        for v in VARIANTS:
-            label = "invariant (uncompensated)" if v == "invariant" else v
-            ax2.plot(depth, [r.agreement[v] for r in rows], marker="o", label=label)
-        ax2.set(ylabel="top-1 agreement with ψ(Φ(x))", title="compensated agreement", ylim=(-0.02, 1.02))
-    for a in axes[0]:
-        a.set_xticks(depth)
-        a.set_xticklabels([r.layer for r in rows], rotation=45, ha="right", fontsize=8)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
-
+def plot(rows, path, title: str = ""):
+    """``equivariance.png``: :func:`repscope.plots.equivariance_plot` of every variant."""
+    return equivariance_plot(rows, VARIANTS, path, title=title)
