@@ -1,6 +1,6 @@
 """``repscope detect``: train, evaluate and run region detectors (R-CNN, SPP, Fast R-CNN).
 
-    repscope detect train --method rcnn|fast-rcnn|spp --data synthetic|DIR [--layer L] --out DIR
+    repscope detect train --method rcnn|fast-rcnn|spp|wsddn --data synthetic|DIR [--layer L] --out DIR
     repscope detect eval (--head DIR | --imagenet) --data synthetic|DIR [--out DIR]
     repscope detect IMAGE... (--head DIR | --imagenet) [--out DIR]
 
@@ -15,6 +15,7 @@ import argparse
 import math
 
 from .. import io
+from ..bounds import positive_int
 from ..errors import RepscopeError
 from ..images import load_image
 from . import common
@@ -26,24 +27,35 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "detect", help="region detectors: R-CNN, SPP, Fast R-CNN (train / eval / IMAGE...)",
         description="'detect train' trains a head, 'detect eval' measures AP, 'detect IMAGE...' draws detections.")
-    p.add_argument("target", nargs="+", metavar="train|eval|IMAGE", help="'train', 'eval', or image files / sample:NAME")
-    p.add_argument("--method", choices=("fast-rcnn", "spp", "rcnn"), default="fast-rcnn", help="train: head (default fast-rcnn)")
+    p.add_argument("target", nargs="+", metavar="train|eval|IMAGE",
+                   help="'train', 'eval', or image files / sample:NAME")
+    p.add_argument("--method", choices=("fast-rcnn", "spp", "rcnn", "wsddn"), default="fast-rcnn",
+                   help="train: the head (default fast-rcnn; wsddn learns from image labels only)")
+    p.add_argument("--streams", type=int, choices=(1, 2), default=2,
+                   help="train wsddn: two streams (default) or the classification stream alone")
+    p.add_argument("--spatial", action="store_true", help="train wsddn: add the spatial regulariser")
     p.add_argument("--data", default="synthetic", help="train/eval: 'synthetic' (embedded) or a VOC-format folder")
     p.add_argument("--layer", default=DEFAULT_LAYER, help=f"train: trunk layer (default {DEFAULT_LAYER})")
     p.add_argument("--head", metavar="DIR", help="eval/images: a folder written by 'detect train'")
     p.add_argument("--imagenet", action="store_true", help="eval/images: score regions with the ImageNet classifier")
     p.add_argument("--imagenet-method", choices=("spp", "rcnn"), default="spp",
                    help="with --imagenet: pool regions from one trunk map (spp, default) or warp crops (rcnn)")
-    p.add_argument("--proposal-method", choices=("grid", "ss-fast", "ss-quality"), help="proposals (default: the head's, "
-                   "else ss-fast)")
-    p.add_argument("--proposals", type=int, help="at most N proposals per image (default: the head's, else 200)")
-    p.add_argument("--trunk-size", type=int, default=448, help="train: shorter image side for the trunk (default 448)")
-    p.add_argument("--iters", type=int, default=600, help="train (fast-rcnn/spp): steps (default 600)")
-    p.add_argument("--images", type=int, help="train/eval: use the first N images of the split")
+    p.add_argument("--proposal-method", choices=("grid", "ss-fast", "ss-quality"),
+                   help="proposals (default: the head's, else ss-fast)")
+    p.add_argument("--proposals", type=positive_int("--proposals", 1, 100_000),
+                   help="at most N proposals per image (default: the head's, else 200)")
+    p.add_argument("--trunk-size", type=positive_int("--trunk-size", 16, 4096), default=448,
+                   help="train: shorter image side for the trunk (default 448)")
+    p.add_argument("--iters", type=positive_int("--iters", 1, 1_000_000), default=600,
+                   help="train (fast-rcnn/spp): steps (default 600)")
+    p.add_argument("--images", type=positive_int("--images", 1, 1_000_000),
+                   help="train/eval: use the first N images of the split")
     p.add_argument("--split", help="eval: split to measure (default test); train: split to fit (default train)")
-    p.add_argument("--scene-size", type=int, default=224, help="synthetic scenes' side in pixels (default 224)")
+    p.add_argument("--scene-size", type=positive_int("--scene-size", 32, 4096), default=224,
+                   help="synthetic scenes' side in pixels (default 224)")
     p.add_argument("--no-box-regression", action="store_true", help="eval/images: keep the proposals' boxes")
-    p.add_argument("--top", type=int, default=10, help="images: boxes drawn per image (default 10)")
+    p.add_argument("--top", type=positive_int("--top", 1, 10_000), default=10,
+                   help="images: boxes drawn per image (default 10)")
     common.add_common_arguments(p)
     p.set_defaults(run=run)
 
@@ -88,7 +100,7 @@ def run_train(args: argparse.Namespace) -> None:
     train = _data(args, "train")
     det = train_detector(args.method, model, args.layer, train, trunk_size=args.trunk_size,
                          proposals=args.proposal_method or "ss-fast", limit=args.proposals or 200, iters=args.iters,
-                         seed=args.seed, quiet=args.quiet)
+                         seed=args.seed, quiet=args.quiet, streams=args.streams, spatial=args.spatial)
     det.save(out)
     result = {"method": args.method, "model": args.model, "layer": args.layer, "data": train.name,
               "images": len(train), "classes": list(train.classes), "run": common.config(args)}

@@ -1,6 +1,7 @@
 """A detector: proposals → region scores (a trained head or the ImageNet classifier) → boxes → NMS.
 
-Methods: ``fast-rcnn`` (RoI 7x7 head) and ``spp`` ({1, 2, 4} head) run the trunk once per image;
+Methods: ``fast-rcnn`` (RoI 7x7 head), ``spp`` ({1, 2, 4} head) and ``wsddn`` (two-stream, weakly
+supervised) run the trunk once per image;
 ``rcnn`` runs it on every warped proposal; ``imagenet-spp`` / ``imagenet-rcnn`` score regions with the
 network's own ImageNet classifier (no training). Per class, boxes are moved by the class's regression
 deltas (when the head has them and ``box_regression`` is on), clipped, NMS'd at IoU 0.3
@@ -32,7 +33,7 @@ from .metrics import Detections, corloc, evaluate
 from .proposals import ProposalError, propose
 from .roi import as_rois, trunk_map
 
-METHODS = ("fast-rcnn", "spp", "rcnn", "imagenet-spp", "imagenet-rcnn")
+METHODS = ("fast-rcnn", "spp", "rcnn", "wsddn", "imagenet-spp", "imagenet-rcnn")
 HEAD_FILE, CONFIG_FILE = "head.safetensors", "config.json"
 
 
@@ -73,11 +74,11 @@ class Detector:
     def region_scores(self, image01: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores ``(R, K)`` and deltas ``(R, K, 4)`` (or None) for ``boxes (R, 4)`` of one image."""
         c = self.config
-        if c.method in ("fast-rcnn", "spp"):
+        if c.method in ("fast-rcnn", "spp", "wsddn"):
             fmap, scale = trunk_map(self.representation, image01, c.trunk_size)
             with torch.no_grad():
-                logits, deltas = self.head(fmap, as_rois([boxes]), scale)
-            return logits.softmax(1)[:, 1:], deltas
+                out, deltas = self.head(fmap, as_rois([boxes]), scale)
+            return (out if c.method == "wsddn" else out.softmax(1)[:, 1:]), deltas
         if c.method == "rcnn":
             feats = rcnn.rcnn_features(self.representation, image01, boxes, c.pool)
             with torch.no_grad():
@@ -147,6 +148,9 @@ def build_head(config: DetectorConfig) -> torch.nn.Module | None:
         return FastRCNNHead(**config.head)
     if config.method == "rcnn":
         return LinearClassifiers(**config.head)
+    if config.method == "wsddn":
+        from .wsddn import WSDDNHead
+        return WSDDNHead(**config.head)
     return None
 
 

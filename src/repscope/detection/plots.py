@@ -46,12 +46,10 @@ def draw_detections(image01: torch.Tensor, detections: Detections, class_names: 
 def plot_pr(curves: Sequence, class_names: Sequence[str], aps: Sequence[float], path: str | os.PathLike,
             title: str = "") -> Path:
     """Precision against recall, one line per class with ground truth, AP in the legend."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot()
     for name, curve, ap in zip(class_names, curves, aps):
         if curve is None or math.isnan(ap):
             continue
@@ -63,5 +61,4 @@ def plot_pr(curves: Sequence, class_names: Sequence[str], aps: Sequence[float], 
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return Path(path)

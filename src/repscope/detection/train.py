@@ -178,10 +178,14 @@ def train_rcnn(model: Model, layer: str, train: Dataset, *, pool: str = "roi", p
 
 
 def train_detector(method: str, model: Model, layer: str, train: Dataset, **options) -> Detector:
-    """Dispatch: ``fast-rcnn`` / ``spp`` (:func:`train_fast_rcnn`) or ``rcnn`` (:func:`train_rcnn`)."""
+    """Dispatch: ``fast-rcnn`` / ``spp`` (:func:`train_fast_rcnn`), ``rcnn`` (:func:`train_rcnn`), ``wsddn``."""
     if method in ("fast-rcnn", "spp"):
+        options = {k: v for k, v in options.items() if k not in ("streams", "spatial")}
         return train_fast_rcnn(model, layer, train, pool="roi" if method == "fast-rcnn" else "spp", **options)[0]
     if method == "rcnn":
         options = {k: v for k, v in options.items() if k in ("pool", "proposals", "limit", "seed", "quiet")}
         return train_rcnn(model, layer, train, **options)
+    if method == "wsddn":
+        from .wsddn import train_wsddn
+        return train_wsddn(model, layer, train, **options)[0]
     raise ValueError(f"unknown method {method!r}")
