@@ -123,3 +123,14 @@ def test_demo_quick_makes_the_whole_report(tmp_path, capsys):
     check_in_browser(path, tmp_path / "wide.png", 1280)
     check_in_browser(path, tmp_path / "phone.png", 390)
     print(f"repscope demo --quick: {seconds:.0f} s on this machine")
+
+
+def test_demo_resume_reruns_a_stage_whose_command_changed(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0 and len(tiny) == 2
+    changed = [Stage("invert", ("invert", "sample:chelsea", "--layer", "blocks.0", "--iters", "3"), 1), TINY[1]]
+    monkeypatch.setattr(demo_module, "stages", lambda quick=False: list(changed))
+    assert main(["demo", "--out", str(out), "--resume"]) == 0
+    assert len(tiny) == 3 and "3" in tiny[2] and "--overwrite" in tiny[2]  # only the changed stage, in place
+    item = json.loads((out / "01-invert" / "result.json").read_text())["items"]["blocks.0"]
+    assert item["iterations"] == 3

@@ -43,31 +43,30 @@ class Stage:
 
 
 def _preimage_stages(q: bool) -> list[Stage]:
-    it = ("--iters", "30" if q else "200")
+    it = ("--iters", "30" if q else "150")
     deep = ["blocks.0", "blocks.2", "blocks.4", "blocks.6"] if q else [f"blocks.{k}" for k in range(7)]
     layers = [w for layer in deep for w in ("--layer", layer)]
-    classes = ["130"] if q else ["1", "130", "967"]  # flamingo; goldfish, espresso
-    units = [w for c in classes for w in ("--unit", c)]
     out = [
-        Stage("invert", ("invert", "sample:chelsea", *layers, *it), 12 if q else 140),
-        Stage("prior-none", ("invert", "sample:chelsea", "--layer", "blocks.2", "--tv-weight", "0", *it), 2 if q else 12),
-        Stage("prior-tv1", ("invert", "sample:chelsea", "--layer", "blocks.2", "--beta", "1", *it), 2 if q else 12),
+        Stage("invert", ("invert", "sample:chelsea", *layers, *it), 12 if q else 75),
+        Stage("prior-none", ("invert", "sample:chelsea", "--layer", "blocks.2", "--tv-weight", "0", *it), 3 if q else 9),
+        Stage("prior-tv1", ("invert", "sample:chelsea", "--layer", "blocks.2", "--beta", "1", *it), 3 if q else 9),
     ]
     for layer, chans in ([("blocks.4", ["3", "17"])] if q else
-                         [("blocks.2", ["0", "5", "9", "20"]), ("blocks.4", ["3", "17", "5", "9"]),
-                          ("blocks.6", ["0", "1", "2", "3"])]):
+                         [("blocks.2", ["0", "5", "9"]), ("blocks.4", ["3", "17", "5"])]):
         out.append(Stage(f"maximize-{layer}", ("maximize", "--layer", layer,
-                                               *[w for c in chans for w in ("--unit", c)], *it), 5 if q else 30))
-    for model in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+                                               *[w for c in chans for w in ("--unit", c)], *it), 9 if q else 25))
+    for model, classes in (("efficientnet_lite0", ["130"] if q else ["130", "967"]),  # flamingo, espresso
+                           ("efficientnet_lite1", ["130"]), ("efficientnet_lite2", ["130"])):
+        units = [w for c in classes for w in ("--unit", c)]
         out.append(Stage(f"maximize-logits-{model[-5:]}", ("maximize", "--model", model, "--layer", "logits",
-                                                           *units, *it), 8 if q else 60))
+                                                           *units, *it), 12 if q else 35))
     car = ["--layer", "blocks.2"] + ([] if q else ["--layer", "blocks.4"])
-    out.append(Stage("caricature", ("caricature", "sample:coffee", *car, *it), 3 if q else 25))
+    out.append(Stage("caricature", ("caricature", "sample:coffee", *car, *it), 3 if q else 15))
     return out
 
 
 def _other_stages(q: bool) -> list[Stage]:
-    it = ("--iters", "30" if q else "200")
+    it = ("--iters", "30" if q else "150")
     photos = ["chelsea", "coffee"] if q else ["chelsea", "astronaut", "coffee"]
     out = [Stage(f"saliency-{p}", ("saliency", f"sample:{p}"), 6) for p in photos]
     if not q:
@@ -93,9 +92,8 @@ def optional_stages(q: bool) -> list[Stage]:
     if "stitch" in have:
         pair = (("--from", "efficientnet_lite0:blocks.3", "--to", "efficientnet_lite1:blocks.3") if q else
                 ("--from", "efficientnet_lite0", "--to", "efficientnet_lite1", "--layers", "matched"))
-        crops = ("--fit-crops", "24", "--test-crops", "12", "--steps", "20") if q else \
-            ("--fit-crops", "32", "--test-crops", "16", "--steps", "30")
-        out.append(Stage("stitch", ("stitch", *pair, "--fit", "both", *crops), 15 if q else 100))
+        crops = ("--fit-crops", "24", "--test-crops", "12", "--steps", "20")
+        out.append(Stage("stitch", ("stitch", *pair, "--fit", "both", *crops), 9 if q else 50))
     if "similarity" in have:
         out.append(Stage("similarity", ("similarity", "--model", "efficientnet_lite0", "--model", "efficientnet_lite1",
                                         "--crops", "16" if q else "64"), 8 if q else 30))
@@ -197,21 +195,24 @@ def run_demo(out: str | os.PathLike = "repscope-demo", *, quick: bool = False, r
     out = Path(out)
     state = _load_state(out, quick, resume, overwrite)
     plan = stages(quick)
-    done = {s["name"] for s in state["stages"] if (out / s["folder"] / "config.json").is_file()}
+    folders = {s.name: f"{k:02d}-{s.name}" for k, s in enumerate(plan, 1)}
+    planned = {s.name: [_resolve(w, out, folders) for w in s.argv] + ["--out", str(out / folders[s.name])]
+               + (["--device", device] if device != "auto" else []) for s in plan}
+    # a stage is finished when its folder is complete and it ran exactly the planned command
+    done = {s["name"] for s in state["stages"] if (out / s["folder"] / "config.json").is_file()
+            and _core(s.get("command", [])) == planned.get(s["name"])}
     state["stages"] = [s for s in state["stages"] if s["name"] in done]
     show = not quiet and sys.stderr.isatty()
     start = time.perf_counter() - sum(s["seconds"] for s in state["stages"])
     bar = tqdm(total=sum(s.cost for s in plan), disable=not show, position=0, leave=False, dynamic_ncols=True,
                bar_format="demo {desc} |{bar}| {elapsed} elapsed, about {remaining} left")
     bar.update(sum(s.cost for s in plan if s.name in done))
-    folders = {s.name: f"{k:02d}-{s.name}" for k, s in enumerate(plan, 1)}
     for k, stage in enumerate(plan, 1):
         folder = folders[stage.name]
         bar.set_description_str(f"stage {k}/{len(plan)}: {stage.name}")
         if stage.name in done:
             continue
-        argv = [_resolve(w, out, folders) for w in stage.argv] + ["--out", str(out / folder)]
-        argv += (["--device", device] if device != "auto" else []) + ([] if show else ["--quiet"])
+        argv = planned[stage.name] + ([] if show else ["--quiet"])
         if (out / folder).is_dir() and any((out / folder).iterdir()):
             argv.append("--overwrite")
         began, cpu = time.perf_counter(), time.process_time()
@@ -235,6 +236,11 @@ def run_demo(out: str | os.PathLike = "repscope-demo", *, quick: bool = False, r
         minutes, seconds = divmod(state["total_seconds"], 60)
         print(f"demo: {len(plan)} stages in {int(minutes)} min {seconds:.0f} s", file=sys.stderr)
     return path
+
+
+def _core(command: list[str]) -> list[str]:
+    """A recorded stage command without ``repscope`` and the options that do not change results."""
+    return [w for w in command[1:] if w not in ("--quiet", "--overwrite")]
 
 
 def _resolve(word: str, out: Path, folders: dict[str, str]) -> str:
