@@ -174,3 +174,14 @@ def test_radial_power_parseval_without_window():
     assert spectrum.mean().item() == pytest.approx(grey.var(unbiased=False).item(), rel=1e-9)
     with pytest.raises(ShapeError, match="at least 8x8"):
         radial_power(torch.rand(1, 3, 4, 4))
+
+
+def test_transfer_to_loads_by_name_and_refuses_the_source(lite0, photos):
+    from repscope.naturalness import transfer_to
+
+    with torch.no_grad():
+        k = int(lite0(photos[:1]).argmax())
+    rows = transfer_to(photos[:1], [k], ["efficientnet_lite1"], source=lite0)
+    assert list(rows[0]) == ["efficientnet_lite1"] and rows[0]["efficientnet_lite1"]["top5"]
+    with pytest.raises(RepscopeError, match="made the images"):
+        transfer_to(photos[:1], [k], ["efficientnet_lite0"], source=lite0)  # same weights, loaded anew

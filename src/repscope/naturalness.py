@@ -44,7 +44,7 @@ from torch import Tensor
 from .errors import RepscopeError, ShapeError
 from .models import Model, as_model
 
-__all__ = ["default_classes", "transfer", "transfer_rates", "same_network", "tv_per_pixel", "saturation",
+__all__ = ["default_classes", "transfer", "transfer_to", "transfer_rates", "same_network", "tv_per_pixel", "saturation",
            "radial_power", "spectral_slope", "image_statistics"]
 
 
@@ -124,6 +124,19 @@ def transfer(images01: Tensor, classes: Sequence[int], models: Mapping[str, Mode
         ranks = 1 + (logits > target[:, None]).sum(1)
         out[name] = [{"top1": int(r) == 1, "top5": int(r) <= 5, "rank": int(r)} for r in ranks]
     return out
+
+
+def transfer_to(images01: Tensor, classes: Sequence[int], names: Sequence[str], *, source: Model,
+                device: torch.device | str = "cpu") -> list[dict[str, dict]]:
+    """Per image, ``{name: {"top1", "top5", "rank"}}`` for networks loaded by name (:func:`repscope.models.load`).
+
+    The per-item form of :func:`transfer` that ``repscope maximize --transfer-to`` records.
+    """
+    from .models import load
+
+    named = {name: load(name, device=device) for name in dict.fromkeys(names)}
+    per_network = transfer(images01.to(device), classes, named, source=source)
+    return [{name: rows[i] for name, rows in per_network.items()} for i in range(images01.shape[0])]
 
 
 def transfer_rates(per_image: Mapping[str, Sequence[Mapping]]) -> dict[str, dict[str, float]]:
