@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from .folders import ResultFolder
-from .html import Section, esc, figure, fmt, table
+from .html import Section, esc, figure, table
 from .sections import renderer, run_facts, summary
 
 __all__ = ["render_saliency", "render_equivariance", "map_cosines"]
@@ -128,7 +128,8 @@ def render_equivariance(folder: ResultFolder) -> Section:
     parts = [run_facts(folder, transform=r.get("transform"), kernel=r.get("kernel"),
                        crops=f"{rows_in[0].get('n_fit')} fit / {rows_in[0].get('n_test')} held-out, "
                              f"{r.get('size')} px" if rows_in else None)]
-    err_rows = [(row.get("layer"), _int(row.get("stride")), *[row["error"].get(v) for v in variants]) for row in rows_in]
+    label = (lambda name: "HOG" if name == "logits" else name) if folder.model.startswith("hog") else (lambda n: n)
+    err_rows = [(label(row.get("layer")), _int(row.get("stride")), *[row["error"].get(v) for v in variants]) for row in rows_in]
     parts.append(table(["layer", "stride", *[f"error {v}" for v in variants]], err_rows,
                        caption="Held-out error Σ‖Φ(gx) − M_g Φ(x)‖² / Σ‖Φ(gx)‖²: invariant (M_g = I), warp (only the "
                                "feature grid is transformed), permutation (plus the best channel permutation), "
@@ -140,11 +141,17 @@ def render_equivariance(folder: ResultFolder) -> Section:
         parts.append(table(["layer", *[f"agreement {k}" for k in keys]], agr_rows,
                            caption="Top-1 agreement with the network on x when the rest of the network reads Φ(gx) "
                                    "unchanged (uncompensated) or mapped back by each fitted M_g."))
+    exact = [label(row.get("layer")) for row in rows_in if (row.get("error") or {}).get("permutation", 1) < 1e-3]
+    if exact:
+        parts.append(f'<p class="note">At {esc(", ".join(map(str, exact)))} the best channel permutation predicts '
+                     f"Φ(gx) exactly: {esc(r.get('transform'))} only permutes channels there (for HOG, rotating the "
+                     "image by 90° permutes its orientation bins).</p>")
     plot = folder.png("equivariance.png")
-    if plot is not None:
-        parts.append(figure(plot, "Left: held-out error against depth, one line per map. Right: top-1 agreement. "
-                                  "A learned map far below the invariant line means the layer is equivariant, not "
-                                  "invariant, to the transformation.", max_width=900))
+    if plot is not None and len(rows_in) > 1:
+        agreement = "; right: top-1 agreement" if rows_in[0].get("agreement") else ""
+        parts.append(figure(plot, f"Left: held-out error against depth, one line per map{agreement}. A learned map "
+                                  "far below the invariant line means the layer is equivariant, not invariant, to "
+                                  "the transformation.", max_width=900))
     return Section("equivariance", f"Equivariance to {r.get('transform')}: {folder.model}", "".join(parts))
 
 

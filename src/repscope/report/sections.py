@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .folders import ResultFolder, command_line
-from .html import Section, esc, figure, fmt, meta, table
+from .html import Section, esc, figure, meta, table
 
 __all__ = ["CHAPTERS", "RENDERERS", "SUMMARIES", "renderer", "summary", "render", "render_generic", "run_facts"]
 
