@@ -62,7 +62,8 @@ def timing(model, layer: str, counts: list[int], repeats: int) -> list[dict]:
     return rows
 
 
-def accuracy(model, layer: str, n_train: int, n_test: int, n_rcnn_test: int, iters: int) -> dict:
+def accuracy(model, layer: str, n_train: int, n_test: int, n_rcnn_test: int, iters: int, n_rcnn_train: int,
+             rcnn_limit: int) -> dict:
     train, test = ddata.synthetic("train", n=n_train), ddata.synthetic("test", n=n_test)
     rows = {}
     cache = cache_trunk(Representation(model, layer), train, 448, "ss-fast", 200)
@@ -77,8 +78,9 @@ def accuracy(model, layer: str, n_train: int, n_test: int, n_rcnn_test: int, ite
             print(name, "box reg." if reg else "no box reg.", f"mAP {r['map']:.3f}", flush=True)
     small = ddata.Dataset(test.classes, test.scenes[:n_rcnn_test], test.name)
     t = time.perf_counter()
-    det = train_rcnn(model, layer, ddata.Dataset(train.classes, train.scenes[:max(n_train // 2, 1)], train.name))
+    det = train_rcnn(model, layer, ddata.Dataset(train.classes, train.scenes[:n_rcnn_train], train.name))
     train_s = time.perf_counter() - t
+    det.config.limit = rcnn_limit
     for reg in (True, False):
         r = evaluate_detector(det, small, box_regression=reg)
         rows[f"rcnn{'' if reg else ' (no box reg.)'}"] = {"map": r["map"], "ap": r["ap"], "train_s": train_s,
@@ -86,7 +88,8 @@ def accuracy(model, layer: str, n_train: int, n_test: int, n_rcnn_test: int, ite
         print("rcnn", "box reg." if reg else "no box reg.", f"mAP {r['map']:.3f}", flush=True)
     mapped = restrict_to_imagenet(small)
     for method in ("imagenet-spp", "imagenet-rcnn"):
-        r = evaluate_detector(imagenet_detector(model, classes=list(mapped.classes), method=method), mapped)
+        r = evaluate_detector(imagenet_detector(model, classes=list(mapped.classes), method=method, limit=rcnn_limit),
+                              mapped)
         rows[method] = {"map": r["map"], "ap": r["ap"], "s_per_image": r["seconds_per_image"],
                         "test_images": len(mapped), "classes": list(mapped.classes)}
         print(method, f"mAP {r['map']:.3f}", flush=True)
@@ -101,7 +104,10 @@ def main() -> None:
     parser.add_argument("--map", action="store_true", help="also train and evaluate every head (minutes)")
     parser.add_argument("--train", type=int, default=80)
     parser.add_argument("--test", type=int, default=40)
-    parser.add_argument("--rcnn-test", type=int, default=20, help="test images for the R-CNN rows (slow)")
+    parser.add_argument("--rcnn-test", type=int, default=20, help="test images for the R-CNN and ImageNet rows (slow)")
+    parser.add_argument("--rcnn-train", type=int, default=40, help="training images for R-CNN")
+    parser.add_argument("--rcnn-proposals", type=int, default=200, help="proposals per image for the R-CNN rows")
+    parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
@@ -109,9 +115,10 @@ def main() -> None:
     torch.manual_seed(0)
     model = repscope.load("efficientnet_lite0")
     print(f"torch threads {torch.get_num_threads()}, layer {args.layer}", flush=True)
-    result = {"timing": timing(model, args.layer, args.proposals, args.repeats)}
+    result = {} if args.no_timing else {"timing": timing(model, args.layer, args.proposals, args.repeats)}
     if args.map:
-        result["accuracy"] = accuracy(model, args.layer, args.train, args.test, args.rcnn_test, args.iters)
+        result["accuracy"] = accuracy(model, args.layer, args.train, args.test, args.rcnn_test, args.iters,
+                                      args.rcnn_train, args.rcnn_proposals)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -127,3 +127,12 @@ def test_cli_errors_are_one_line(main, tmp_path, capsys):
     assert "--head DIR" in capsys.readouterr().err
     assert main(["detect", "train", "sample:chelsea", "--out", str(tmp_path / "q")]) == 2
     assert "takes no image" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fast_rcnn_reaches_the_goal_on_the_synthetic_test_split(lite0):
+    """Issue 19's goal: Fast R-CNN on the Lite0 trunk, mAP@0.5 ≥ 0.80 on the synthetic test split."""
+    train, test = ddata.synthetic("train", n=80), ddata.synthetic("test", n=40)
+    det, _ = train_fast_rcnn(lite0, "blocks.6", train, iters=400)
+    result = evaluate_detector(det, test)
+    assert result["map"] >= 0.80, result["ap"]
