@@ -18,7 +18,8 @@ def _np_hsic_biased(k, l):
 
 
 def _np_hsic_unbiased(k, l):
-    """Song et al. (2012), eq. 5: [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))."""
+    """Song et al. (2012), eq. 5:
+    [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)), K̃ = K with a zero diagonal."""
     n = k.shape[0]
     k, l = k.copy(), l.copy()
     np.fill_diagonal(k, 0)
@@ -102,7 +103,8 @@ def test_debiased_is_near_zero_on_independent_inputs_where_biased_is_not():
 def test_minibatch_one_batch_is_debiased_cka_and_stream_matches_in_memory():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(96, 12, 3, 3, generator=g)
-    y = torch.nn.functional.conv2d(x, torch.randn(8, 12, 1, 1, generator=g)).relu() + 0.1 * torch.randn(96, 8, 3, 3, generator=g)
+    y = torch.nn.functional.conv2d(x, torch.randn(8, 12, 1, 1, generator=g)).relu()
+    y = y + 0.1 * torch.randn(96, 8, 3, 3, generator=g)
     whole = MinibatchCKA().update(x, y).value()
     assert whole == pytest.approx(linear_cka(x, y, debiased=True), abs=1e-12)
     stream = MinibatchCKA()

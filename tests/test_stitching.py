@@ -131,7 +131,8 @@ def test_random_features_stitch_near_chance(lite0, small_crops):
     chance = float(((torch.bincount(classes).float() / len(classes)) ** 2).sum())
     assert trained.ridge["agreement"] == 1.0
     assert random_row.ridge["agreement"] <= chance + 0.15
-    assert random_row.ridge["error"] > 0.5 and random_row.cka["debiased"] < 0.6  # random features keep some image structure
+    # random features keep some image structure, so CKA stays well above 0
+    assert random_row.ridge["error"] > 0.5 and random_row.cka["debiased"] < 0.6
 
 
 def test_two_digit_seeds_stitch_well_and_task_does_not_lose(digits_models):

@@ -89,3 +89,17 @@ def test_bad_arguments_are_one_line_errors(pair):
         train_map(net.stitch, net, fit, held, steps=5, lr=float("nan"))
     with pytest.raises(RepscopeError, match="unknown loss"):
         train_map(net.stitch, net, fit, held, steps=5, loss="mse")
+
+
+@pytest.mark.slow
+def test_equivariance_map_trained_on_the_task_through_the_same_trainer(lite0):
+    from repscope.crops import crop_data
+    from repscope.equivariance_task import equivariance_task_layers
+
+    fit, test = crop_data(n_fit=16, n_test=8, size=65, batch_size=8)
+    before = {k: v.clone() for k, v in lite0.module.state_dict().items()}
+    ((row, task),) = equivariance_task_layers(lite0, "vflip", ["blocks.1"], fit=fit, test=test, steps=10, lr=1e-3)
+    assert task["loss"] == "kl" and task["steps"] == 10
+    assert task["held_out_loss"][1] < 0.98 * task["held_out_loss"][0]  # KL to the network on x, held-out photos
+    assert set(row.agreement) >= {"learned", "uncompensated"} and row.n_test == 8
+    assert all(torch.equal(before[k], v) for k, v in lite0.module.state_dict().items())

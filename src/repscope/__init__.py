@@ -20,7 +20,8 @@ Transformations (Lenc & Vedaldi):       equivariance.equivariance(phi, "vflip", 
                                         transforms.parse_transform, regression.StreamingRidge, crops.crop_data
 Equivalence (Lenc & Vedaldi):           stitching.stitch(model_a, "blocks.3", model_b, "blocks.3", fit=..., test=...),
                                         training.train_map (the task trainer), similarity.linear_cka / rbf_cka /
-                                        MinibatchCKA (Kornblith et al.; Nguyen et al.)
+                                        MinibatchCKA (Kornblith et al.; Nguyen et al.),
+                                        equivariance_task.equivariance_task_layers (M_g learned on the task)
 """
 
 from . import (backprop, checks, crops, equivariance, errors, geometry, hog, images, io, layer_info, layers,

@@ -129,7 +129,7 @@ def hsic_unbiased(gram_x: Tensor, gram_y: Tensor) -> Tensor:
 
 
 def cka(gram_x: Tensor, gram_y: Tensor, debiased: bool = False) -> float:
-    """CKA of two ``(n, n)`` Gram matrices: ``⟨K̃, L̃⟩ / (‖K̃‖_F ‖L̃‖_F)`` with K̃ the (U-)centred K."""
+    """CKA of two ``(n, n)`` Gram matrices: ``⟨K̃, L̃⟩ / (‖K̃‖_F ‖L̃‖_F)``, K̃ the (U-)centred K."""
     kx, ky = center_gram(gram_x.double(), debiased), center_gram(gram_y.double(), debiased)
     return float((kx * ky).sum() / (torch.linalg.norm(kx) * torch.linalg.norm(ky)).clamp_min(1e-300))
 

@@ -186,7 +186,7 @@ MAX_REGRESSION_WIDTH = 4096
 
 
 def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Crops, kernel: int = 1,
-           fit_kind: str = "both", steps: int = 200, lr: float = 1e-3, seed: int = 0,
+           fit_kind: str = "both", steps: int = 200, lr: float = 1e-4, seed: int = 0,
            alphas: Sequence[float] = STITCH_ALPHAS, names: tuple[str, str] | None = None,
            strides: tuple[float | None, float | None] | None = None, progress: bool = False) -> StitchResult:
     """Stitch A at ``layer_a`` into B at ``layer_b``: naive, ridge and (optionally) task-trained E.

@@ -12,8 +12,8 @@ averaged over the batch. θ starts where the caller put it (the ridge solution);
 on batches drawn by a seeded ``torch.Generator`` (an epoch is a random permutation of the batches);
 every ``eval_every`` steps the loss on the held-out batches is measured, the best θ is kept, and
 training stops after ``patience`` evaluations without improvement; θ ends at the best held-out point.
-Every other parameter is frozen for the duration (:func:`frozen_parameters`, restored even after an exception),
-so no gradient is computed for, and no value written to, the network's own weights.
+Every other parameter is frozen for the duration (:func:`frozen_parameters`, restored even after an
+exception), so no gradient is computed for, and no value written to, the network's own weights.
 
 Example:
     >>> import torch
@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ class TrainResult:
         loss: ``"kl"`` or ``"ce"``. steps: optimiser steps taken. best_step: the step whose θ is kept.
         held_out_loss: held-out loss at step 0 (the starting map), then at every evaluation.
         eval_steps: the step of each ``held_out_loss`` entry. train_loss: the loss of every step.
+        step_seconds: wall time of every step (forward, backward, Adam; evaluations excluded).
         stopped_early: whether patience ran out before ``steps``.
     """
 
@@ -60,6 +62,7 @@ class TrainResult:
     held_out_loss: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list, repr=False)
+    step_seconds: list[float] = field(default_factory=list, repr=False)
     stopped_early: bool = False
 
     @property
@@ -112,7 +115,8 @@ def train_map(map_module: nn.Module, student: Callable[[Tensor], Tensor], fit: S
     if loss not in LOSSES:
         raise RepscopeError(f"unknown loss '{loss}'. Use one of {', '.join(LOSSES)}.")
     if steps < 0 or not lr > 0 or eval_every < 1:
-        raise RepscopeError(f"need steps ≥ 0, lr > 0, eval_every ≥ 1 (got {steps}, {lr}, {eval_every}). Try --steps 200.")
+        raise RepscopeError(f"need steps ≥ 0, lr > 0, eval_every ≥ 1 (got {steps}, {lr}, {eval_every}). "
+                            "Try --steps 200 --lr 1e-4.")
     params = [p for p in map_module.parameters()]
     gen = torch.Generator().manual_seed(seed)
     result = TrainResult(loss=loss, steps=0, best_step=0)
@@ -129,6 +133,7 @@ def train_map(map_module: nn.Module, student: Callable[[Tensor], Tensor], fit: S
             if not order:
                 order = torch.randperm(len(fit), generator=gen).tolist()
             x, target = fit[order.pop()]
+            start = time.perf_counter()
             value = task_loss(student(x), target, loss)
             if not torch.isfinite(value):
                 map_module.load_state_dict(best_state)
@@ -136,6 +141,7 @@ def train_map(map_module: nn.Module, student: Callable[[Tensor], Tensor], fit: S
             optimiser.zero_grad(set_to_none=True)
             value.backward()
             optimiser.step()
+            result.step_seconds.append(time.perf_counter() - start)
             result.steps = step
             result.train_loss.append(float(value.detach()))
             if step % eval_every == 0 or step == steps:

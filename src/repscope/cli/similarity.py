@@ -48,9 +48,11 @@ def run(args: argparse.Namespace) -> dict:
     common.seed(args)
     names = args.model or ["efficientnet_lite0"]
     if len(names) > 2:
-        raise RepscopeError(f"--model given {len(names)} times; similarity compares two networks. Give it at most twice.")
+        raise RepscopeError(f"--model given {len(names)} times; similarity compares two networks. "
+                            "Give it at most twice.")
     if args.batch_size < 4 or args.crops < 4:
-        raise RepscopeError(f"--batch-size {args.batch_size} / --crops {args.crops}: minibatch CKA needs at least 4 of each. Use 16 and 64.")
+        raise RepscopeError(f"--batch-size {args.batch_size} / --crops {args.crops}: minibatch CKA needs at least "
+                            "4 of each. Use 16 and 64.")
     names = names * 2 if len(names) == 1 else names
     dev = common.device(args)
     model_a, model_b = (load(n, device=dev) for n in names)

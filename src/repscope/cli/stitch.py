@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--layers", choices=["matched"], help="sweep depth-matched stage pairs of the two models")
     p.add_argument("--fit", dest="fit_kind", choices=FITS, default="both", help="ridge, task or both (default both)")
     p.add_argument("--steps", type=int, default=200, help="task-training steps (Adam; default 200)")
-    p.add_argument("--lr", type=float, default=1e-3, help="task-training step size (default 1e-3)")
+    p.add_argument("--lr", type=float, default=1e-4, help="task-training step size (Adam; default 1e-4)")
     p.add_argument("--kernel", type=int, default=1, help="spatial support k of E (odd; default 1)")
     p.add_argument("--images", nargs="+", metavar="SPEC",
                    help="image files, folders (a folder of ImageNet class subfolders gives labels) or sample:NAME")
@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def parse_spec(spec: str, option: str, need_layer: bool, random_init: bool = False, device=None) -> tuple[Model, str, str]:
+def parse_spec(spec: str, option: str, need_layer: bool, random_init: bool = False,
+               device=None) -> tuple[Model, str, str]:
     """``MODEL:LAYER`` → (model, model name, layer); HOG needs no layer (its output, ``logits``)."""
     name, layer = spec, None
     if ":" in spec:
@@ -92,9 +93,9 @@ def _stages(model: Model) -> list[tuple[str, int]]:
     """The main stages (as ``repscope equivariance`` picks them) that give feature maps, without
     normalisation, activation or pooling layers: ``[(name, stride)]``."""
     from ..layer_info import describe
-    from .equivariance import default_layers
+    from ..stages import stage_layers
 
-    names = default_layers(model.module)
+    names = stage_layers(model)
     rows = {r.name: r for r in describe(model, only=names, receptive_fields=False)}
     skip = ("Norm", "Act", "ReLU", "Pool", "Dropout", "Identity")
     return [(n, rows[n].stride) for n in names
