@@ -25,8 +25,8 @@ from .errors import RepscopeError, unknown
 
 __all__ = ["Executor", "LocalExecutor", "get_executor", "EXECUTORS"]
 
-#: executor names accepted by :func:`get_executor` (``ray`` arrives with issue 22)
-EXECUTORS = ("local",)
+#: executor names accepted by :func:`get_executor`
+EXECUTORS = ("local", "ray")
 
 
 class Executor(Protocol):
@@ -55,10 +55,16 @@ class LocalExecutor:
             yield index, outputs
 
 
-def get_executor(name: str | Executor | None = "local") -> Executor:
-    """The executor called ``name`` (``"local"``); an executor object is returned as is."""
+def get_executor(name: str | Executor | None = "local", **options) -> Executor:
+    """The executor called ``name``: ``"local"``, or ``"ray"`` (:class:`repscope.ray_executor.RayExecutor`
+    with ``options`` such as ``address``, ``cpus_per_item``; Ray is imported only then); an executor
+    object is returned as is."""
     if name is None or name == "local":
         return LocalExecutor()
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(**options)
     if not isinstance(name, str):
         return name
-    raise RepscopeError(unknown("executor", name, list(EXECUTORS), "Use --executor local."))
+    raise RepscopeError(unknown("executor", name, list(EXECUTORS), "Use --executor local or --executor ray."))
