@@ -116,6 +116,37 @@ def test_invert_on_ray_gives_the_local_numbers_and_png_bytes(ray_local, lite0, p
     assert set(_pngs(tmp_path / "ray")) == {"invert_blocks.1.png", "invert_blocks.3.png", "grid.png", "loss.png"}
 
 
+def test_cli_maximize_on_ray_equals_local_resumes_on_local_and_checks_its_options(ray_local, tmp_path, capsys):
+    from repscope.cli import main
+
+    argv = ["maximize", "--layer", "blocks.2", "--unit", "3", "--unit", "7", "--iters", "2", "--batch", "1", "--quiet"]
+    assert main(argv + ["--executor", "ray", "--cpus-per-item", "1", "--out", str(tmp_path / "ray")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "local")]) == 0
+    results = {name: json.loads((tmp_path / name / "result.json").read_text()) for name in ("ray", "local")}
+    assert _strip(results["ray"]) == _strip(results["local"]) and len(results["ray"]["items"]) == 2
+    assert _pngs(tmp_path / "ray") == _pngs(tmp_path / "local")
+    unit_png = tmp_path / "ray" / "maximize_blocks.2_3.png"
+    before = unit_png.stat().st_mtime_ns
+    assert main(argv + ["--executor", "local", "--resume", "--out", str(tmp_path / "ray")]) == 0  # other executor
+    assert unit_png.stat().st_mtime_ns == before  # nothing recomputed
+    capsys.readouterr()
+    assert main(argv + ["--gpus-per-item", "1", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == ("repscope: error: --gpus-per-item: only with --executor ray. "
+                                               "Add --executor ray, or drop it.")
+
+
+def test_cli_without_ray_installed_prints_one_line_naming_the_extra(monkeypatch, tmp_path, capsys):
+    from repscope.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    argv = ["maximize", "--layer", "blocks.2", "--unit", "3", "--iters", "2", "--executor", "ray", "--out",
+            str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["repscope: error: --executor ray needs Ray, which is not installed. Run: pip install -e '.[ray]'"]
+    assert not (tmp_path / "out").exists()
+
+
 class _Interrupted:
     """Wraps an executor: Ctrl-C arrives in the driver after ``after`` finished chunks."""
 

@@ -52,6 +52,43 @@ def add_resume_argument(parser: argparse.ArgumentParser) -> None:
                         help="continue an interrupted run in the same --out, skipping finished items")
 
 
+#: the options of :func:`add_executor_arguments`: where items run, not what they compute (``--resume``
+#: may change them: a sweep started on one executor can be finished on another)
+EXECUTION_OPTIONS = frozenset({"executor", "ray_address", "cpus_per_item", "gpus_per_item"})
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--executor local|ray [--ray-address ADDR] [--cpus-per-item N] [--gpus-per-item N]`` (see :func:`executor`)."""
+    from ..bounds import finite_float
+    from ..executors import EXECUTORS
+
+    g = parser.add_argument_group("execution")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where the items run: in this process (default) or as Ray tasks (pip install -e '.[ray]')")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="a running Ray cluster (HOST:PORT of 'ray start --head', or auto); default: a local Ray")
+    g.add_argument("--cpus-per-item", type=finite_float("--cpus-per-item", 0.0, 4096.0), default=1.0, metavar="N",
+                   help="CPUs (and torch threads) per Ray task (default 1)")
+    g.add_argument("--gpus-per-item", type=finite_float("--gpus-per-item", 0.0, 64.0), default=0.0, metavar="N",
+                   help="GPUs per Ray task (default 0; the model runs on --device)")
+
+
+def executor(args: argparse.Namespace):
+    """The :class:`repscope.executors.Executor` the options of :func:`add_executor_arguments` describe."""
+    from ..executors import get_executor
+
+    name = args.executor
+    if name == "local":
+        given = [option for option, value, default in (("--ray-address", args.ray_address, None),
+                                                      ("--cpus-per-item", args.cpus_per_item, 1.0),
+                                                      ("--gpus-per-item", args.gpus_per_item, 0.0)) if value != default]
+        if given:
+            raise RepscopeError(f"{', '.join(given)}: only with --executor ray. Add --executor ray, or drop it.")
+        return get_executor("local")
+    return get_executor(name, address=args.ray_address, cpus_per_item=args.cpus_per_item,
+                        gpus_per_item=args.gpus_per_item)
+
+
 def device(args: argparse.Namespace) -> torch.device:
     """The resolved ``--device``."""
     return resolve_device(args.device)
@@ -65,7 +102,7 @@ def show_progress(args: argparse.Namespace) -> bool:
 def sweep_settings(args: argparse.Namespace) -> dict:
     """The options that determine a sweep's results (what ``--resume`` must find unchanged)."""
     ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command"}
-    return {k: v for k, v in vars(args).items() if k not in ignored}
+    return {k: v for k, v in vars(args).items() if k not in ignored and k not in EXECUTION_OPTIONS}
 
 
 def seed(args: argparse.Namespace) -> torch.Generator:

@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     add_preimage_arguments(parser)
     common.add_common_arguments(parser)
     common.add_resume_argument(parser)
+    common.add_executor_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> dict:
     result = maximize_units(model, layer, list(args.unit), out, spatial=args.spatial, reference01=reference,
                             reference_names=names, batch_size=args.batch, config=preimage_config(args),
                             seed=args.seed, resume=args.resume, settings=common.sweep_settings(args),
-                            progress=common.show_progress(args))
+                            executor=common.executor(args), progress=common.show_progress(args))
     lines = [f"{layer}:{i['unit']}: activation {i['activation']:.3f}, {i['ratio']:.2f}x the best sample photo"
              for i in result["items"].values()]
     common.finish(args, result, out, lines)

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=8, help="units compared for selectivity (default 8)")
     common.add_common_arguments(p)
     common.add_resume_argument(p)
+    common.add_executor_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> dict:
     unit = _class_index(args.class_, model.class_names) if args.class_ is not None else args.unit
     result = saliency_methods(model, x.to(common.device(args)), out, layer=args.layer, unit=unit, at=args.at,
                               methods=methods, top_k=args.top_k, trials=2, seed=args.seed, image=names[0],
-                              resume=args.resume, settings=common.sweep_settings(args), progress=common.show_progress(args))
+                              resume=args.resume, settings=common.sweep_settings(args), executor=common.executor(args),
+                              progress=common.show_progress(args))
     common.finish(args, result, out, summary(result))
     return result
 
