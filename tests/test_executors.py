@@ -249,6 +249,50 @@ def test_get_executor_names_ray_and_passes_its_options():
         get_executor("dask")
 
 
+# ---------------------------------------------------------------- sharded ridge statistics
+def _flip_statistics(shared, seeds):
+    """Equivariance-style rows of one shard: blocks.0 features of random crops -> those of their flips,
+    flipped back (a forward and a backward accumulator)."""
+    from repscope.layers import Representation
+    from repscope.regression import StreamingRidge, to_rows
+
+    model, photo = shared
+    phi = Representation(model, "blocks.0")
+    stats = {"forward": StreamingRidge(16, 16), "backward": StreamingRidge(16, 16, bias=False)}
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        i, j = (int(v) for v in torch.randint(0, photo.shape[-1] - 32, (2,), generator=g))
+        x = photo[None, :, i:i + 32, j:j + 32]
+        with torch.no_grad():
+            fx, fgx = phi(x), phi(x.flip(-1)).flip(-1)
+        stats["forward"].update(to_rows(fx), to_rows(fgx))
+        stats["backward"].update(to_rows(fgx), to_rows(fx))
+    return stats
+
+
+def test_sharded_ridge_statistics_on_ray_equal_one_pass(ray_local, lite0, photos):
+    from repscope.regression import StreamingRidge
+    from repscope.sharded import fit_sharded, merge_statistics
+
+    shared = (lite0, photos[0])
+    one_pass = _flip_statistics(shared, list(range(8)))
+    shards = [[0, 1, 2], [3], [4, 5], [6, 7]]
+    merged = fit_sharded(_flip_statistics, shared, shards, executor=_executor())
+    local = fit_sharded(_flip_statistics, shared, shards)
+    for key in ("forward", "backward"):
+        a, b = merged[key], one_pass[key]
+        assert a.n == b.n == 8 * 16 * 16 and a.bias == b.bias
+        lam = b.lambdas([1e-3])[0]
+        (wa, ba), (wb, bb) = a.solve(lam), b.solve(lam)
+        assert (wa - wb).abs().max() < 1e-6 and (ba - bb).abs().max() < 1e-6
+        assert abs(a.residual(wa, ba) - b.residual(wb, bb)) <= 1e-6 * b.total()
+        assert torch.equal(local[key].xx, a.xx)  # same shards, same order: the same bits on either executor
+    with pytest.raises(ValueError, match="different keys"):
+        merge_statistics([{"a": StreamingRidge(2, 1)}, {"b": StreamingRidge(2, 1)}])
+    with pytest.raises(RepscopeError, match="same widths"):
+        StreamingRidge(2, 1).merge(StreamingRidge(3, 1))
+
+
 def _sleepy(shared, specs):
     """Item 0 returns at once; the others would take a minute."""
     import time

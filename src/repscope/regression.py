@@ -84,7 +84,10 @@ class StreamingRidge:
         return self
 
     def merge(self, other: StreamingRidge) -> StreamingRidge:
-        """A new accumulator holding the rows of both ``self`` and ``other``."""
+        """A new accumulator holding the rows of both ``self`` and ``other`` (same widths and ``bias``)."""
+        if (other.in_features, other.out_features, other.bias) != (self.in_features, self.out_features, self.bias):
+            raise ShapeError(f"merge() needs the same widths and bias, got {self.in_features} -> {self.out_features} "
+                             f"(bias {self.bias}) and {other.in_features} -> {other.out_features} (bias {other.bias}).")
         out = StreamingRidge(self.in_features, self.out_features, bias=self.bias, device=self.xx.device)
         out.n = self.n + other.n
         for name in ("sx", "sy", "xx", "xy", "yy"):
