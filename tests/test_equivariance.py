@@ -313,17 +313,14 @@ def test_a_different_fitter_plugs_into_the_two_passes(streams):
     fit, test = streams
     net = _mirror_pair_net()
     names = ["0"]
-    options = eq._Options(1, 0, tuple(eq.DEFAULT_ALPHAS), False, torch.device("cpu"))
 
     def identity_fitter(name, layer):
-        ridge = eq.ridge_maps(layer, 1, options.alphas)
+        ridge = eq.ridge_maps(layer, 1, eq.DEFAULT_ALPHAS)
         eye = ChannelMap(torch.eye(8, dtype=torch.float64).reshape(8, 8, 1, 1), torch.zeros(8, dtype=torch.float64))
         return replace(ridge, learned=eye, learned_back=eye, lam=None)
 
-    extract = lambda x: eq.features(net, x, names)  # noqa: E731
-    g = eq.parse_transform("hflip")
-    (swapped,) = eq._measure(extract, g, names, fit, test, options, None, fitter=identity_fitter)
-    (default,) = eq._measure(extract, g, names, fit, test, options, None)
+    (swapped,) = equivariance_layers(net, "hflip", names, fit=fit, test=test, agreement=False, fitter=identity_fitter)
+    (default,) = equivariance_layers(net, "hflip", names, fit=fit, test=test, agreement=False)
     assert swapped.error["learned"] == pytest.approx(swapped.error["warp"], rel=1e-12) and swapped.lam is None
     assert default.error["learned"] < 1e-6 < 0.1 < swapped.error["learned"]
     assert swapped.error["permutation"] == default.error["permutation"]

@@ -172,7 +172,8 @@ class _Agreement:
 # ---- engine -------------------------------------------------------------------------------------
 def equivariance_layers(model, transform: str | Transform, layers: Sequence[str], *, fit: Crops, test: Crops,
                         kernel: int = 1, margin: int = 0, agreement: bool = True,
-                        alphas: Sequence[float] = DEFAULT_ALPHAS, progress: bool = False) -> list[LayerEquivariance]:
+                        alphas: Sequence[float] = DEFAULT_ALPHAS, progress: bool = False,
+                        fitter: Fitter | None = None) -> list[LayerEquivariance]:
     """Measure equivariance of several layers of ``model`` (one forward pass per batch for all of them).
 
     Args:
@@ -185,6 +186,8 @@ def equivariance_layers(model, transform: str | Transform, layers: Sequence[str]
         alphas: relative ridge strengths tried, λ = α · trace(C_xx) / d (see :mod:`repscope.regression`);
             the one with the lowest error on held-out photos of the fit stream is used.
         progress: show a progress bar.
+        fitter: ``(layer name, LayerFit) -> FittedMaps``, the maps the evaluation pass applies
+            (default: :func:`ridge_maps`; e.g. :mod:`repscope.equivariance_task` trains Ŵ on the task).
 
     Returns:
         one :class:`LayerEquivariance` per layer, in order.
@@ -193,12 +196,14 @@ def equivariance_layers(model, transform: str | Transform, layers: Sequence[str]
     names = list(dict.fromkeys(layers))
     psi = _Agreement({n: rest_of_network(model, n) for n in names}, model) if agreement else None
     options = _Options(kernel, margin, tuple(alphas), progress, _device_of(model))
-    return _measure(lambda x: features(model, x, names), parse_transform(transform), names, fit, test, options, psi)
+    return _measure(lambda x: features(model, x, names), parse_transform(transform), names, fit, test, options, psi,
+                    fitter)
 
 
 def equivariance(representation: Callable[[Tensor], Tensor], transform: str | Transform, *, fit: Crops,
                  test: Crops, kernel: int = 1, margin: int = 0, agreement: bool = True,
-                 alphas: Sequence[float] = DEFAULT_ALPHAS, progress: bool = False) -> LayerEquivariance:
+                 alphas: Sequence[float] = DEFAULT_ALPHAS, progress: bool = False,
+                 fitter: Fitter | None = None) -> LayerEquivariance:
     """Measure equivariance of one representation Φ (a layer's ``Representation``, HOG, any callable).
 
     Agreement is measured when Φ has ``model`` and ``layer`` attributes (a
@@ -211,7 +216,7 @@ def equivariance(representation: Callable[[Tensor], Tensor], transform: str | Tr
     options = _Options(kernel, margin, tuple(alphas), progress, _device_of(getattr(representation, "model",
                                                                                    representation)))
     return _measure(lambda x: {name: representation(x)}, parse_transform(transform), [name], fit, test, options,
-                    psi)[0]
+                    psi, fitter)[0]
 
 
 def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test: Crops, options: _Options,
