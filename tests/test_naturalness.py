@@ -185,3 +185,27 @@ def test_transfer_to_loads_by_name_and_refuses_the_source(lite0, photos):
     assert list(rows[0]) == ["efficientnet_lite1"] and rows[0]["efficientnet_lite1"]["top5"]
     with pytest.raises(RepscopeError, match="made the images"):
         transfer_to(photos[:1], [k], ["efficientnet_lite0"], source=lite0)  # same weights, loaded anew
+
+
+def test_cli_maximize_transfer_to_records_rank_of_the_saved_image(tmp_path, capsys):
+    """``--transfer-to``: per item, lite1's rank of the class on the PNG written, recomputed here by hand."""
+    import json
+
+    from repscope.cli import main
+    from repscope.images import load_images
+
+    out = tmp_path / "out"
+    code = main(["maximize", "--layer", "logits", "--unit", "207", "--iters", "2", "--transfer-to",
+                 "efficientnet_lite1", "--out", str(out), "--quiet"])
+    assert code == 0
+    item = json.loads((out / "result.json").read_text())["items"]["207"]
+    got = item["transfer"]["efficientnet_lite1"]
+    image, _ = load_images([str(out / item["file"])])
+    lite1 = models.load("efficientnet_lite1")
+    with torch.no_grad():
+        logits = lite1(torch.nn.functional.interpolate(image, size=(240, 240), mode="bilinear", align_corners=False))
+    assert got["rank"] == 1 + int((logits[0] > logits[0, 207]).sum())
+    assert got["top5"] == (got["rank"] <= 5) and got["top1"] == (got["rank"] == 1)
+    code = main(["maximize", "--layer", "blocks.4", "--unit", "1", "--transfer-to", "efficientnet_lite1",
+                 "--out", str(tmp_path / "other")])
+    assert code == 2 and "--layer logits" in capsys.readouterr().err and not (tmp_path / "other").exists()

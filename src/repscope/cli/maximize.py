@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     parser.add_argument("--spatial", choices=["mean", "center"], default="mean",
                         help="channel units: average over space or the centre cell")
     parser.add_argument("--batch", type=int, default=16, help="units optimised together")
+    parser.add_argument("--transfer-to", default=None, metavar="MODEL[,MODEL...]",
+                        help="with --layer logits: classify each saved image with these other networks and record "
+                             "where its class ranks (repscope.naturalness.transfer_to)")
     add_preimage_arguments(parser)
     common.add_common_arguments(parser)
     common.add_resume_argument(parser)
@@ -49,13 +52,38 @@ def run(args: argparse.Namespace) -> dict:
 
     model = common.load_model(args)
     (layer,) = pick_layers(model, [args.layer])
+    transfer_names = _transfer_names(args, layer)
     reference, names = reference_photos(model, common.device(args))
     out = common.output_dir(args)
     result = maximize_units(model, layer, list(args.unit), out, spatial=args.spatial, reference01=reference,
                             reference_names=names, batch_size=args.batch, config=preimage_config(args),
                             seed=args.seed, resume=args.resume, settings=common.sweep_settings(args),
                             executor=common.executor(args), progress=common.show_progress(args))
+    if transfer_names:
+        _add_transfer(result, out, model, transfer_names, common.device(args))
     lines = [f"{layer}:{i['unit']}: activation {i['activation']:.3f}, {i['ratio']:.2f}x the best sample photo"
+             + "".join(f"; {n} rank {t['rank']}" for n, t in i.get("transfer", {}).items())
              for i in result["items"].values()]
     common.finish(args, result, out, lines)
     return result
+
+
+def _transfer_names(args: argparse.Namespace, layer: str) -> list[str]:
+    """The ``--transfer-to`` networks; refused unless the units are classes of ``logits``."""
+    if not args.transfer_to:
+        return []
+    if layer != "logits" or not all(isinstance(u, int) for u in args.unit):
+        raise LayerError("--transfer-to needs class units of the logits: use --layer logits --unit K.")
+    return [n.strip() for n in args.transfer_to.split(",") if n.strip()]
+
+
+def _add_transfer(result: dict, out, model, names: list[str], device) -> None:
+    """Each item gains ``transfer``: {network: {top1, top5, rank}} for its saved PNG (the image a user gets)."""
+    from ..images import load_images
+    from ..naturalness import transfer_to
+
+    items = list(result["items"].values())
+    images, _ = load_images([str(out / item["file"]) for item in items])
+    for item, row in zip(items, transfer_to(images, [int(i["unit"]) for i in items], names, source=model,
+                                            device=device)):
+        item["transfer"] = row
