@@ -214,6 +214,24 @@ def test_shared_state_is_unpickled_once_per_worker_and_threads_follow_cpus_per_i
     assert {o["threads"] for o in two.items.values()} == {2}
 
 
+def _timed(shared, specs):
+    import time
+
+    start = time.monotonic()
+    time.sleep(0.3)
+    return [{"start": start, "end": time.monotonic(), "value": s} for s in specs]
+
+
+def test_max_in_flight_one_runs_the_chunks_one_after_another(ray_local, tmp_path):
+    items = [Item(str(s), s) for s in range(3)]
+    record = run_sweep(tmp_path, {}, items, _timed, None, write=_write, executor=_executor(max_in_flight=1))
+    spans = sorted((o["start"], o["end"]) for o in record.items.values())
+    assert [o["value"] for o in record.items.values()] == [0, 1, 2]
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))  # no overlap: one at a time
+    with pytest.raises(RepscopeError, match="max_in_flight"):
+        _executor(max_in_flight=0)
+
+
 def test_requests_no_node_can_meet_are_refused_in_one_line(ray_local, tmp_path):
     with pytest.raises(RepscopeError, match=r"--cpus-per-item 3 asks for more CPUs than the Ray cluster has \(2\)"):
         run_sweep(tmp_path, {}, [Item("a", "a")], _flaky, str(tmp_path), write=_write,

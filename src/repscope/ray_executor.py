@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -134,21 +135,26 @@ class RayExecutor:
         gpus_per_item: GPUs each chunk asks for (>= 0). The model runs on the device it was loaded on (``--device``).
         max_retries: retries of a chunk whose task raised or whose worker died, before it is recorded as failed.
         num_cpus: CPUs of a local Ray (default: this machine's cores).
+        max_in_flight: at most this many chunks submitted at a time (default: all at once); 1 runs
+            them one after another (the one-worker baseline of ``benchmarks/ray_sweep.py``).
     """
 
     def __init__(self, address: str | None = None, *, cpus_per_item: float = 1, gpus_per_item: float = 0,
-                 max_retries: int = 2, num_cpus: int | None = None):
+                 max_retries: int = 2, num_cpus: int | None = None, max_in_flight: int | None = None):
         for name, value, low in (("--cpus-per-item", cpus_per_item, 0.0), ("--gpus-per-item", gpus_per_item, -1e-12)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
                 bound = "> 0" if low == 0 else ">= 0"
                 raise RepscopeError(f"{name} must be a finite number {bound}, got {value}. Use e.g. {name} 1.")
         if not (isinstance(max_retries, int) and max_retries >= 0):
             raise RepscopeError(f"max_retries must be an integer >= 0, got {max_retries}.")
+        if max_in_flight is not None and not (isinstance(max_in_flight, int) and max_in_flight >= 1):
+            raise RepscopeError(f"max_in_flight must be an integer >= 1 or None, got {max_in_flight}.")
         self.address = address
         self.cpus_per_item = float(cpus_per_item)
         self.gpus_per_item = float(gpus_per_item)
         self.max_retries = max_retries
         self.num_cpus = num_cpus
+        self.max_in_flight = max_in_flight
 
     @property
     def threads(self) -> int:
@@ -165,12 +171,18 @@ class RayExecutor:
             task = ray.remote(_run_chunk).options(num_cpus=self.cpus_per_item, num_gpus=self.gpus_per_item,
                                                   max_retries=self.max_retries, retry_exceptions=True)
             shared_ref = ray.put(shared)
-            index = {task.remote(work, [shared_ref], list(chunk), self.threads): i for i, chunk in enumerate(chunks)}
+            todo = iter(enumerate(chunks))
+            index = {task.remote(work, [shared_ref], list(chunk), self.threads): i
+                     for i, chunk in itertools.islice(todo, self.max_in_flight or len(chunks))}
             pending = list(index)
             try:
                 while pending:
                     (ref,), pending = ray.wait(pending, num_returns=1)
-                    i = index[ref]
+                    for i, chunk in itertools.islice(todo, 1):  # the next chunk, before the driver writes
+                        new = task.remote(work, [shared_ref], list(chunk), self.threads)
+                        index[new] = i
+                        pending.append(new)
+                    i = index.pop(ref)
                     yield i, self._outcome(ray, ref, len(chunks[i]))
             finally:
                 for ref in pending:  # closed early (Ctrl-C, a wrong request): stop them now; a running
