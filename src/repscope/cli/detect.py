@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> None:
     if mode in ("train", "eval") and len(args.target) > 1:
         raise RepscopeError(f"'detect {mode}' takes no image arguments (got {' '.join(args.target[1:])}). "
                             "Use --data for the images.")
-    common.seed(args)
     {"train": run_train, "eval": run_eval}.get(mode, run_images)(args)
 
 

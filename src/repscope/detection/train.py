@@ -13,6 +13,7 @@ with IoU ≥ 0.6 fit the class's ridge box regressor (λ = 1000 on the normalise
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,14 @@ from .detector import Detector, DetectorConfig
 from .heads import BOX_STD, FastRCNNHead, LinearClassifiers, fast_rcnn_loss
 from .proposals import propose
 from .roi import as_rois, trunk_map
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Seed torch's global generator (head initialisation, dropout) inside a fork: the caller's state is kept."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass
@@ -83,7 +92,13 @@ def train_fast_rcnn(model: Model, layer: str, train: Dataset, *, pool: str = "ro
                     seed: int = 0, quiet: bool = True, cache: list[CachedImage] | None = None
                     ) -> tuple[Detector, list[float]]:
     """A Fast R-CNN (``pool="roi"``) or SPP (``pool="spp"``) head trained on ``train``; returns it and the losses."""
-    torch.manual_seed(seed)
+    with seeded(seed):
+        return _train_fast_rcnn(model, layer, train, pool, trunk_size, proposals, limit, iters, lr, hidden,
+                                images_per_batch, rois_per_image, fg_fraction, seed, quiet, cache)
+
+
+def _train_fast_rcnn(model, layer, train, pool, trunk_size, proposals, limit, iters, lr, hidden, images_per_batch,
+                     rois_per_image, fg_fraction, seed, quiet, cache):
     generator = torch.Generator().manual_seed(seed)
     representation = Representation(model, layer)
     cache = cache or cache_trunk(representation, train, trunk_size, proposals, limit, quiet)

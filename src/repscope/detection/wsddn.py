@@ -129,7 +129,14 @@ def train_wsddn(model: Model, layer: str, train: Dataset, *, streams: int = 2, s
                 cache: list[WeakImage] | None = None):
     """WSDDN trained on image-level labels of ``train`` (one image per step, Adam); returns (Detector, losses)."""
     from .detector import Detector, DetectorConfig
-    torch.manual_seed(seed)
+    from .train import seeded
+    with seeded(seed):
+        return _train(model, layer, train, streams, spatial, pool, trunk_size, proposals, limit, iters, lr, hidden,
+                      single_pool, spatial_weight, seed, quiet, cache, Detector, DetectorConfig)
+
+
+def _train(model, layer, train, streams, spatial, pool, trunk_size, proposals, limit, iters, lr, hidden, single_pool,
+           spatial_weight, seed, quiet, cache, Detector, DetectorConfig):
     generator = torch.Generator().manual_seed(seed)
     representation = Representation(model, layer)
     cache = cache or cache_weak(representation, train, trunk_size, proposals, limit, quiet)
