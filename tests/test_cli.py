@@ -121,3 +121,50 @@ def test_plots_draw_without_pyplot_or_a_backend_switch(tmp_path):
     assert ("matplotlib.pyplot" in sys.modules) == pyplot  # not imported by the plots
     if pyplot:
         assert sys.modules["matplotlib.pyplot"].get_fignums() == figures
+
+
+def test_thread_count_explicit_then_environment_then_idle_cores(monkeypatch):
+    import pytest
+    import torch
+
+    from repscope import threads
+    from repscope.errors import RepscopeError
+
+    monkeypatch.setenv("REPSCOPE_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.resolve_threads(5) == 5 and threads.resolve_threads() == 3
+    monkeypatch.delenv("REPSCOPE_THREADS")
+    assert threads.resolve_threads() == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    cores = min(threads.physical_cores(), len(__import__("os").sched_getaffinity(0)))
+    assert threads.default_threads(load=0.0) == cores and threads.default_threads(load=cores + 7.5) == 1
+    assert threads.default_threads(load=cores - 0.5) == 1  # one busy core of others' work leaves the rest
+    monkeypatch.setenv("REPSCOPE_THREADS", "zero")
+    with pytest.raises(RepscopeError, match="REPSCOPE_THREADS must be a whole number"):
+        threads.resolve_threads()
+    most = threads.MAX_PER_CORE * __import__("os").cpu_count()
+    assert threads.resolve_threads(most) == most
+    with pytest.raises(RepscopeError, match=f"Use at most {most}"):
+        threads.resolve_threads(most + 1)
+    before = torch.get_num_threads()
+    with threads.torch_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_threads_option_on_every_command(capsys):
+    import argparse
+
+    import torch
+
+    from repscope.cli import build_parser, main
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [name for name, p in sub.choices.items() if "--threads" not in p._option_string_actions
+               and name not in ("report", "demo")]  # these two run other commands, which take the default
+    assert missing == []
+    before = torch.get_num_threads()
+    assert main(["models", "--threads", "1", "--json"]) == 0 and torch.get_num_threads() == before
+    capsys.readouterr()
+    assert main(["models", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.startswith("repscope: error: --threads must be a whole number >= 1")

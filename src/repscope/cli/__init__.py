@@ -13,6 +13,7 @@ import sys
 
 from ..errors import RepscopeError
 from ..memory import retain_freed_memory
+from ..threads import torch_threads
 
 #: The subcommands, in the order ``repscope --help`` lists them; each is the module
 #: ``repscope.cli.<name>`` holding that one command (``register(subparsers)`` adds the parser named
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()  # large CPU temporaries reuse pages (see repscope.memory)
     try:
         args = build_parser().parse_args(argv)
-        args.run(args)
+        with torch_threads(getattr(args, "threads", None)):  # the idle cores unless told (repscope.threads)
+            args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
     except BrokenPipeError:  # the reader went away (`repscope models | head -1`): exit quietly, as Unix tools do
         _discard_stdout()

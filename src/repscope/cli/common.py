@@ -30,13 +30,15 @@ class Once(argparse.Action):
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, model: bool = True, out: bool = True) -> None:
-    """Add ``--model --weights --random-init --device --seed --out --overwrite --json --quiet --debug``."""
+    """Add ``--model --weights --random-init --device --threads --seed --out --overwrite --json --quiet --debug``."""
     if model:
         parser.add_argument("--model", default=DEFAULT_MODEL,
                             help=f"model name (default {DEFAULT_MODEL}; see 'repscope models')")
         parser.add_argument("--weights", metavar="FILE", help="checkpoint (state dict) to load instead of the default")
         parser.add_argument("--random-init", action="store_true", help="use random weights on purpose")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--threads", type=int, metavar="N", default=None,
+                        help="CPU threads (default: $REPSCOPE_THREADS, else $OMP_NUM_THREADS, else the idle cores)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     if out:
         parser.add_argument("--out", metavar="DIR", help="output folder (default ./repscope-results/COMMAND)")
@@ -101,7 +103,7 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def sweep_settings(args: argparse.Namespace) -> dict:
     """The options that determine a sweep's results (what ``--resume`` must find unchanged)."""
-    ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command"}
+    ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command", "threads"}
     return {k: v for k, v in vars(args).items() if k not in ignored and k not in EXECUTION_OPTIONS}
 
 
