@@ -263,3 +263,16 @@ def test_cli_stitch_one_line_errors(capsys, tmp_path, argv, expect):
     code, _, err = _cli(capsys, "stitch", *argv, "--fit", "ridge", "--out", str(tmp_path / "e"), *SMALL)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("repscope: error:") and expect in lines[0], err
+
+
+def test_stitch_across_strides_resamples_by_area_and_hog_feeds_a_cnn(digits_models, lite0):
+    a, b = digits_models
+    fit, test = digits_streams(200, 200)
+    row = stitch(a, "r1", b, "r2", fit=fit, test=test, fit_kind="ridge")
+    assert (row.stride_a, row.stride_b, row.resample) == (1.0, 2.0, "area")
+    assert row.shape_a == (16, 8, 8) and row.shape_b == (32, 4, 4)
+    assert row.ridge["agreement"] > 0.8 > row.naive["agreement"] and row.ridge["error"] < 0.2
+    hog = models.load("hog")  # 31 UoCTTI channels per 8-pixel cell -> lite0's stride-8 stage
+    fit, test = crop_data(n_fit=16, n_test=8, size=64, batch_size=8)
+    row = stitch(hog, "logits", lite0, "blocks.2", fit=fit, test=test, fit_kind="ridge")
+    assert row.shape_a[0] == 31 and row.shape_b[0] == 40 and 0.0 < row.ridge["error"] < row.naive["error"]

@@ -220,7 +220,7 @@ def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Cr
     ridge_w, ridge_b = state["train"].merge(state["val"]).solve(lam)
     spatial = state["spatial"]
     c_a, c_b = state["widths"]
-    mode = resample_mode(*state["strides"]) if spatial else "none"
+    mode = state["mode"]
     maps = {"naive": naive_matrix(c_a, c_b, kernel) if spatial else naive_matrix(c_a, c_b, 1),
             "ridge": (ridge_w, ridge_b)}
     nets = {v: _network(model_a, layer_a, model_b, layer_b, c_a, c_b, kernel, mode, spatial, w, b, device)
@@ -315,10 +315,11 @@ def _start(state: dict, model_a, layer_a, model_b, layer_b, fa: Tensor, fb: Tens
                          f"(over {MAX_REGRESSION_WIDTH}). Use --kernel 1 or an earlier layer.")
     if strides is None:
         strides = (layer_stride(model_a, layer_a), layer_stride(model_b, layer_b)) if spatial else (None, None)
-    if spatial and None in strides:  # unknown: compare the measured grids
-        strides = (1.0 / fa.shape[-2], 1.0 / fb.shape[-2]) if fa.shape[-2:] != fb.shape[-2:] else (1.0, 1.0)
+    mode = resample_mode(*strides) if spatial else "none"
+    if spatial and None in strides:  # a stride unknown: the finer measured grid is the one with more cells
+        mode = resample_mode(1.0 / fa.shape[-2], 1.0 / fb.shape[-2])
     state.update(spatial=spatial, widths=(c_a, c_b), strides=strides, shapes=(tuple(fa.shape[1:]), tuple(fb.shape[1:])),
-                 mode=resample_mode(*strides) if spatial else "none",
+                 mode=mode,
                  train=StreamingRidge(c_a * kernel * kernel, c_b, device=fa.device),
                  val=StreamingRidge(c_a * kernel * kernel, c_b, device=fa.device))
 
