@@ -1,21 +1,23 @@
 """Class visualisation side by side with the peers: repscope vs Lucent (and Captum saliency's time), one run.
 
 Same model (EfficientNet-Lite0), same objective (the logit of ImageNet class k, one image per class
-of ``repscope.naturalness.default_classes``), same number of steps, 224² images, one thread:
+of ``repscope.naturalness.default_classes``), same number of steps, same image size (224² by default,
+``--size``), one thread per method:
 
   repscope   ``preimage.maximize(Representation(model, "logits"), classes, iters=S)`` (its defaults), or a
              variant ``repscope:FIELD=VALUE,...`` of :class:`repscope.preimage.PreimageConfig` fields
   lucent     ``lucent.optvis.render.render_vis`` with its defaults: FFT + decorrelated colour
-             parameterisation (``param.image(224, batch=N)``), ``standard_transforms``, Adam lr 0.05;
+             parameterisation (``param.image(size, batch=N)``), ``standard_transforms``, Adam lr 0.05;
              the objective is the sum over images of ``objectives.channel("logits", k, batch=i)``
   captum     ``captum.attr.Saliency`` on the sample photos for class k (seconds and memory only)
 
 Each method runs in its own process (peak RSS is its own; "growth" is over a warm-up of 2 steps on
-one image, when imports, weights and the allocator are paid for). The parent then measures, on
-every method's final images (N, 3, 224, 224) in [0, 1]: the activation (lite0's logit k, network
-as is), the transfer to efficientnet_lite1 and _lite2 (``naturalness.transfer``: rank of k among
-their logits at their own input size; top-1 / top-5 rates), and the image statistics
-(``naturalness.image_statistics``) next to the shipped photos'.
+one image, when imports, weights and the allocator are paid for), ``--parallel`` of them at a time;
+time is the process's CPU seconds per image (one thread, so it is the work done, also on a shared
+machine). The parent then measures, on every method's final images (N, 3, size, size) in [0, 1]: the
+activation (lite0's logit k, network as is), the transfer to efficientnet_lite1 and _lite2
+(``naturalness.transfer``: rank of k among their logits at their own input size; top-1 / top-5
+rates), and the image statistics (``naturalness.image_statistics``) next to the shipped photos'.
 
 Lucent 0.1.8 (``pip install --no-deps torch-lucent``) imports ``decorator``, ``kornia`` (translate,
 rotation matrix, affine warp) and ``IPython.display``. None is a repscope dependency, so this script
@@ -23,8 +25,8 @@ installs minimal stand-ins (:func:`_lucent_shims`) when the real packages are ab
 functions re-implemented with ``affine_grid``/``grid_sample`` (bilinear, zero padding, kornia's
 pixel-coordinate matrices), a 6-line ``decorator``, and an empty ``IPython.display``.
 
-Usage: PYTHONPATH=src python benchmarks/peers.py [--classes 20] [--steps 200] [--seed 0]
-       [--methods repscope,lucent,captum,'repscope:lambda_tv=0.05'] [--out peers_out]
+Usage: PYTHONPATH=src python benchmarks/peers.py [--classes 20] [--steps 200] [--size 224] [--seed 0] [--parallel 1]
+       [--methods "repscope;lucent;captum;repscope:canvas='fourier',colour='decorrelated'"] [--out peers_out]
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-
 from collections.abc import Sequence
 
 import torch
