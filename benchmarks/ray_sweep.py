@@ -49,6 +49,21 @@ def sweep(model, args, executor, units, iters) -> tuple[float, dict]:
         return time.perf_counter() - start, result
 
 
+def _noop(shared, specs):
+    """A chunk that computes nothing: what remains is Ray's cost per task."""
+    return [None for _ in specs]
+
+
+def task_overhead(shared, n: int = 64) -> float:
+    """Seconds per task of ``n`` no-op tasks one at a time (submit, schedule, fetch ``shared`` from the
+    worker's cache, return), after a warm-up: Ray's overhead per item, free of the items' own noise."""
+    executor = RayExecutor(cpus_per_item=1, max_in_flight=1)
+    list(executor.run(_noop, shared, [[0], [1]]))
+    start = time.perf_counter()
+    list(executor.run(_noop, shared, [[i] for i in range(n)]))
+    return (time.perf_counter() - start) / n
+
+
 def numbers(result: dict) -> list[float]:
     return [item["activation"] for item in result["items"].values()]
 
@@ -85,6 +100,8 @@ def main() -> None:
         for executor in executors.values():  # warm-up: first calls, Ray workers import torch
             sweep(model, args, executor, units[:2], 1)
         print(f"warm-up (Ray start excluded) {time.perf_counter() - start:.1f} s, not counted")
+        per_task = task_overhead(model)
+        print(f"Ray per task (no-op work, the model as shared state, one at a time): {per_task * 1000:.1f} ms")
         for r in range(args.rounds):
             for name, executor in executors.items():
                 wall, results[name] = sweep(model, args, executor, units, args.iters)
@@ -102,6 +119,7 @@ def main() -> None:
         print(f"  {name:7s} {wall:7.1f} s   {args.items / wall:6.3f} items/s")
     print(f"  ray x2 / ray x1 throughput: {speedup:.2f}x  (goal >= 1.7 on 2 cores)")
     print(f"  ray x1 overhead per item:   {overhead * 100:+.1f}% of an item's {t_item:.2f} s  (goal <= 5%)")
+    print(f"  Ray per task, no-op work:   {per_task * 1000:.1f} ms = {per_task / t_item * 100:.2f}% of an item")
     print(f"  same activations in all three: {same}")
 
     t_item200 = t_item * 200 / args.iters
@@ -111,7 +129,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "items": args.items, "iters": args.iters, "size": args.size, "layer": args.layer, "rounds": walls,
-            "best_s": best, "speedup_2_vs_1": speedup, "overhead_per_item": overhead, "item_s": t_item,
+            "best_s": best, "task_overhead_s": per_task, "speedup_2_vs_1": speedup, "overhead_per_item": overhead, "item_s": t_item,
             "same_numbers": same}, indent=2))
 
 
