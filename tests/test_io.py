@@ -68,6 +68,7 @@ def test_an_old_file_survives_a_failed_rewrite(tmp_path, monkeypatch):
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.slow
 def test_real_file_size_limit_is_one_line(tmp_path):
     """The kernel refuses the write (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) in a child process."""
     script = textwrap.dedent(f"""

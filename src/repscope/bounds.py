@@ -64,32 +64,34 @@ def positive_int(name: str, lo: int = 1, hi: int = 2**31 - 1) -> Callable[[objec
                 number = None
         if number is None or not lo <= number <= hi:
             shown = value if isinstance(value, str) and len(value) <= 40 else f"{str(value)[:40]}..."
-            raise RangeError(f"{_subject(name)}must be an integer in [{lo}, {hi}], got {shown!r}.")
+            raise RangeError(f"{_subject(name)}must be an integer in [{lo}, {hi}], got {shown!r}{_end(name)}")
         return number
 
     parse.__name__ = f"int[{lo},{hi}]"  # argparse names the type in some messages
     return parse
 
 
-def finite_float(name: str, lo: float = -math.inf, hi: float = math.inf) -> Callable[[object], float]:
-    """A parser of finite floats in ``[lo, hi]`` for option ``name`` (an argparse ``type=`` function)."""
+def finite_float(name: str, lo: float = -math.inf, hi: float = math.inf, *,
+                 lo_open: bool = False) -> Callable[[object], float]:
+    """A parser of finite floats in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``) for option ``name``."""
+    low = f"> {lo}" if lo_open else f">= {lo}"
     if lo == -math.inf and hi == math.inf:
         rule = "a finite number"
     elif hi == math.inf:
-        rule = f"a finite number >= {lo}"
+        rule = f"a finite number {low}"
     elif lo == -math.inf:
         rule = f"a finite number <= {hi}"
     else:
-        rule = f"a finite number in [{lo}, {hi}]"
+        rule = f"a finite number in {'(' if lo_open else '['}{lo}, {hi}]"
 
     def parse(value: object) -> float:
         try:
             number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
         except (ValueError, OverflowError):
             number = None
-        if number is None or not math.isfinite(number) or not lo <= number <= hi:
+        if number is None or not math.isfinite(number) or not lo <= number <= hi or (lo_open and number == lo):
             shown = value if isinstance(value, str) and len(value) <= 40 else f"{str(value)[:40]}"
-            raise RangeError(f"{_subject(name)}must be {rule}, got {shown!r}.")
+            raise RangeError(f"{_subject(name)}must be {rule}, got {shown!r}{_end(name)}")
         return number
 
     parse.__name__ = "float"
@@ -99,6 +101,11 @@ def finite_float(name: str, lo: float = -math.inf, hi: float = math.inf) -> Call
 def _subject(name: str) -> str:
     """The message's subject: none for an option (``--iters``: argparse prefixes ``argument --iters:``)."""
     return "" if name.startswith("-") else f"{name} "
+
+
+def _end(name: str) -> str:
+    """The message's end: none for an option (the parser appends ``. Run 'repscope CMD --help'.``)."""
+    return "" if name.startswith("-") else "."
 
 
 def tensor_bytes(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> int:
@@ -188,10 +195,10 @@ def check_tensor_budget(shape: Sequence[int], dtype: torch.dtype = torch.float32
 #: after minutes); sizes that cost memory are checked again by :func:`check_tensor_budget` where used.
 OPTIONS: dict[str, Callable[[object], float]] = {
     "--top": positive_int("--top", 1, 100_000),
-    "--top-k": positive_int("--top-k", 1, 100_000),
+    "--top-k": positive_int("--top-k", 2, 100_000),  # selectivity compares at least two units
     "--seed": positive_int("--seed", 0, 2**32 - 1),
     "--iters": positive_int("--iters", 1, 100_000),
-    "--lr": finite_float("--lr", 0.0),
+    "--lr": finite_float("--lr", 0.0, lo_open=True),  # the optimiser's step must be positive
     "--beta": finite_float("--beta", 0.0, 16.0),
     "--tv-weight": finite_float("--tv-weight", 0.0),
     "--alpha-weight": finite_float("--alpha-weight", 0.0),
@@ -207,4 +214,9 @@ OPTIONS: dict[str, Callable[[object], float]] = {
     "--batch-size": positive_int("--batch-size", 1, 4096),
     "--kernel": positive_int("--kernel", 1, 15),
     "--margin": positive_int("--margin", 0, 256),
+    "--threads": positive_int("--threads", 1, 1024),
+    "--steps": positive_int("--steps", 1, 1_000_000),
+    "--crops": positive_int("--crops", 1, 1_000_000),
+    "--fit-crops": positive_int("--fit-crops", 1, 1_000_000),
+    "--test-crops": positive_int("--test-crops", 1, 1_000_000),
 }

@@ -26,6 +26,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             raise DeviceError(
                 f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s). Use --device cuda:0."
             )
-    elif resolved.type not in ("cpu", "mps"):
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"device '{device}' (Apple MPS) is not available here. Use --device cpu (or auto).")
+    elif resolved.type != "cpu":
         raise DeviceError(f"unsupported device '{device}'. Use --device cpu, cuda or auto.")
     return resolved

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import io
+from ..bounds import OPTIONS
 from ..devices import resolve_device
 from ..errors import OutputError, RepscopeError
 from ..models import DEFAULT_MODEL, Model, load
@@ -39,7 +40,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, model: bool = True,
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--threads", type=int, metavar="N", default=None,
                         help="CPU threads (default: $REPSCOPE_THREADS, else $OMP_NUM_THREADS, else the idle cores)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=OPTIONS["--seed"], default=0, help="random seed (default 0)")
     if out:
         parser.add_argument("--out", metavar="DIR", help="output folder (default ./repscope-results/COMMAND)")
         parser.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty --out")

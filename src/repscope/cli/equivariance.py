@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..bounds import OPTIONS
 from ..crops import crop_data
 from ..equivariance import VARIANTS, equivariance_layers
 from ..plots import equivariance_plot
@@ -33,13 +34,13 @@ def register(subparsers) -> None:
     p.add_argument("--layer", action="append", metavar="L", help="layer name (repeatable; default: the main stages)")
     p.add_argument("--images", nargs="+", metavar="SPEC",
                    help="image files, folders or sample:NAME to crop from (default: the sample photos)")
-    p.add_argument("--fit", type=int, default=96, help="number of crops to fit M_g (default 96)")
-    p.add_argument("--test", type=int, default=48, help="number of held-out crops to measure (default 48)")
-    p.add_argument("--size", type=int, help="crop side in pixels (default 129 = 64·2+1 for networks, so stride-2 "
+    p.add_argument("--fit", type=OPTIONS["--fit"], default=96, help="number of crops to fit M_g (default 96)")
+    p.add_argument("--test", type=OPTIONS["--test"], default=48, help="number of held-out crops to measure (default 48)")
+    p.add_argument("--size", type=OPTIONS["--size"], help="crop side in pixels (default 129 = 64·2+1 for networks, so stride-2 "
                                             "stages stay centred; 128 for HOG, a multiple of the cell)")
-    p.add_argument("--kernel", type=int, default=1, help="spatial support k of the channel map W (default 1)")
-    p.add_argument("--margin", type=int, default=0, help="border cells left out of the error (default 0)")
-    p.add_argument("--batch-size", type=int, default=16, help="crops per batch (default 16)")
+    p.add_argument("--kernel", type=OPTIONS["--kernel"], default=1, help="spatial support k of the channel map W (default 1)")
+    p.add_argument("--margin", type=OPTIONS["--margin"], default=0, help="border cells left out of the error (default 0)")
+    p.add_argument("--batch-size", type=OPTIONS["--batch-size"], default=16, help="crops per batch (default 16)")
     p.add_argument("--no-agreement", action="store_true", help="skip the top-1 agreement through the network")
     common.add_common_arguments(p)
     p.set_defaults(run=run)

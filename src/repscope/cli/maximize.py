@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..bounds import OPTIONS
 from ..errors import LayerError
 from . import common
 from .preimage_common import add_preimage_arguments, preimage_config
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--unit", action="append", required=True, type=parse_unit, help="K or K,I,J (repeat)")
     parser.add_argument("--spatial", choices=["mean", "center"], default="mean",
                         help="channel units: average over space or the centre cell")
-    parser.add_argument("--batch", type=int, default=16, help="units optimised together")
+    parser.add_argument("--batch", type=OPTIONS["--batch"], default=16, help="units optimised together")
     parser.add_argument("--transfer-to", default=None, metavar="MODEL[,MODEL...]",
                         help="with --layer logits: classify each saved image with these other networks and record "
                              "where its class ranks (repscope.naturalness.transfer_to)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..bounds import OPTIONS
 from ..errors import RepscopeError
 from . import common
 
@@ -13,16 +14,16 @@ from . import common
 def add_preimage_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the pre-image energy and optimiser (see ``repscope.preimage.PreimageConfig``)."""
     g = parser.add_argument_group("pre-image")
-    g.add_argument("--iters", type=int, default=200, help="iterations (default 200)")
+    g.add_argument("--iters", type=OPTIONS["--iters"], default=200, help="iterations (default 200)")
     g.add_argument("--optimizer", choices=["momentum", "adam"], default="momentum")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's rule)")
-    g.add_argument("--beta", type=float, default=2.0, help="TV exponent: 2 smooth, 1 spiky")
-    g.add_argument("--tv-weight", type=float, default=None, help="lambda_TV (default (6.5/sigma)^beta)")
-    g.add_argument("--alpha-weight", type=float, default=0.0, help="lambda_alpha (default 0; paper: sigma^-6 = 3.8e-12)")
-    g.add_argument("--data-weight", type=float, default=None, help="weight C of the data term (default: by stride)")
-    g.add_argument("--jitter", type=int, default=None, help="max translation in pixels (default stride/4)")
-    g.add_argument("--bound", type=float, default=None, help="radius B of the pixel colour ball, 0-255 units (paper: 160)")
-    g.add_argument("--pyramid", type=int, default=None,
+    g.add_argument("--lr", type=OPTIONS["--lr"], default=None, help="learning rate (default: the paper's rule)")
+    g.add_argument("--beta", type=OPTIONS["--beta"], default=2.0, help="TV exponent: 2 smooth, 1 spiky")
+    g.add_argument("--tv-weight", type=OPTIONS["--tv-weight"], default=None, help="lambda_TV (default (6.5/sigma)^beta)")
+    g.add_argument("--alpha-weight", type=OPTIONS["--alpha-weight"], default=0.0, help="lambda_alpha (default 0; paper: sigma^-6 = 3.8e-12)")
+    g.add_argument("--data-weight", type=OPTIONS["--data-weight"], default=None, help="weight C of the data term (default: by stride)")
+    g.add_argument("--jitter", type=OPTIONS["--jitter"], default=None, help="max translation in pixels (default stride/4)")
+    g.add_argument("--bound", type=OPTIONS["--bound"], default=None, help="radius B of the pixel colour ball, 0-255 units (paper: 160)")
+    g.add_argument("--pyramid", type=OPTIONS["--pyramid"], default=None,
                    help="coarse levels of the canvas (default: by image size, 5 at 224; 0: pixels, as in the paper)")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..bounds import OPTIONS
 from . import common
 
 METHODS = ("gradient", "deconvnet", "guided")
@@ -26,11 +27,11 @@ def register(subparsers) -> None:
     p.add_argument("--method", action="append", choices=METHODS,
                    help="backward rule; repeat for a side-by-side grid (default: all three)")
     p.add_argument("--layer", default="logits", help="layer name (default logits; see 'repscope layers MODEL')")
-    p.add_argument("--unit", type=int, help="channel of --layer (default: the most active one)")
+    p.add_argument("--unit", type=OPTIONS["--unit"], help="channel of --layer (default: the most active one)")
     p.add_argument("--at", choices=["max", "sum"], default="max",
                    help="channel target: the neuron at its maximum (default) or the whole channel summed")
     p.add_argument("--class", dest="class_", metavar="C", help="class index or name (implies --layer logits)")
-    p.add_argument("--top-k", type=int, default=8, help="units compared for selectivity (default 8)")
+    p.add_argument("--top-k", type=OPTIONS["--top-k"], default=8, help="units compared for selectivity (default 8)")
     common.add_common_arguments(p)
     common.add_resume_argument(p)
     common.add_executor_arguments(p)

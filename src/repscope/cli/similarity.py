@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import io
+from ..bounds import OPTIONS
 from ..crops import Crops
 from ..errors import RepscopeError
 from ..layers import features
@@ -34,9 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--layer-a", action="append", metavar="L", help="layers of A (default: the main stages)")
     p.add_argument("--layer-b", action="append", metavar="L", help="layers of B (default: the main stages)")
     p.add_argument("--images", nargs="+", metavar="SPEC", help="image files, folders or sample:NAME (default: samples)")
-    p.add_argument("--crops", type=int, default=64, help="number of crops (default 64)")
-    p.add_argument("--size", type=int, default=129, help="crop side in pixels (default 129)")
-    p.add_argument("--batch-size", type=int, default=16, help="crops per minibatch, at least 4 (default 16)")
+    p.add_argument("--crops", type=OPTIONS["--crops"], default=64, help="number of crops (default 64)")
+    p.add_argument("--size", type=OPTIONS["--size"], default=129, help="crop side in pixels (default 129)")
+    p.add_argument("--batch-size", type=OPTIONS["--batch-size"], default=16, help="crops per minibatch, at least 4 (default 16)")
     common.add_common_arguments(p, model=False)
     p.set_defaults(run=run)
 

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from .. import io
+from ..bounds import OPTIONS
 from ..crops import crop_data
 from ..errors import LayerError, ModelError, RepscopeError
 from ..layers import LOGITS, get_module
@@ -34,15 +35,15 @@ def register(subparsers) -> None:
     p.add_argument("--to", dest="target", required=True, metavar="MODEL:LAYER", help="network B and its layer")
     p.add_argument("--layers", choices=["matched"], help="sweep depth-matched stage pairs of the two models")
     p.add_argument("--fit", dest="fit_kind", choices=FITS, default="both", help="ridge, task or both (default both)")
-    p.add_argument("--steps", type=int, default=200, help="task-training steps (Adam; default 200)")
-    p.add_argument("--lr", type=float, default=1e-4, help="task-training step size (Adam; default 1e-4)")
-    p.add_argument("--kernel", type=int, default=1, help="spatial support k of E (odd; default 1)")
+    p.add_argument("--steps", type=OPTIONS["--steps"], default=200, help="task-training steps (Adam; default 200)")
+    p.add_argument("--lr", type=OPTIONS["--lr"], default=1e-4, help="task-training step size (Adam; default 1e-4)")
+    p.add_argument("--kernel", type=OPTIONS["--kernel"], default=1, help="spatial support k of E (odd; default 1)")
     p.add_argument("--images", nargs="+", metavar="SPEC",
                    help="image files, folders (a folder of ImageNet class subfolders gives labels) or sample:NAME")
-    p.add_argument("--fit-crops", type=int, default=96, help="crops to fit E (default 96)")
-    p.add_argument("--test-crops", type=int, default=48, help="held-out crops to measure (default 48)")
-    p.add_argument("--size", type=int, default=129, help="crop side in pixels (default 129)")
-    p.add_argument("--batch-size", type=int, default=16, help="crops per batch (default 16)")
+    p.add_argument("--fit-crops", type=OPTIONS["--fit-crops"], default=96, help="crops to fit E (default 96)")
+    p.add_argument("--test-crops", type=OPTIONS["--test-crops"], default=48, help="held-out crops to measure (default 48)")
+    p.add_argument("--size", type=OPTIONS["--size"], default=129, help="crop side in pixels (default 129)")
+    p.add_argument("--batch-size", type=OPTIONS["--batch-size"], default=16, help="crops per batch (default 16)")
     p.add_argument("--random-init", choices=["from", "to"], help="give network A ('from') or B ('to') random weights")
     common.add_common_arguments(p, model=False)
     common.add_resume_argument(p)
