@@ -173,7 +173,7 @@ def priors_summary(folders: list[ResultFolder], everything: list[ResultFolder]) 
             rows.append((prior_name(f.config), i.get("layer"), f.config.get("image"), i.get("error"), i.get("total_variation")))
     if not rows:
         return ""
-    return table(["prior", "layer", "image", "error", "TV of x*"], rows,
+    return table(["prior", "layer", "image", "error", "R_TV(x*) with its own β"], rows,
                  caption="Without a prior the error can be as low or lower, but the image is noise the network "
                          "ignores; the TV prior trades a little error for a natural image (lower TV).")
 

@@ -114,7 +114,7 @@ def run_facts(folder: ResultFolder, **extra: Any) -> str:
     items += [(k, v) for k, v in extra.items() if v is not None]
     items.append(("seed", c.get("seed", "—")))
     secs = seconds(folder)
-    items.append(("time", f"{c.get('time', '—')}" + (f", {secs:.1f} s of compute" if secs is not None else "")))
+    items.append(("time", f"{c.get('time', '—')}" + (f", {secs:.1f} s measured by the command" if secs is not None else "")))
     items.append(("device", c.get("device_resolved", c.get("device", "—"))))
     items.append(("folder", str(folder.path)))
     return meta(items)
