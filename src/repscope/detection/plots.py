@@ -54,7 +54,7 @@ def plot_pr(curves: Sequence, class_names: Sequence[str], aps: Sequence[float], 
         if curve is None or math.isnan(ap):
             continue
         precision, recall = curve
-        ax.plot([0.0] + list(recall), [1.0] + list(precision), label=f"{name} (AP {ap:.3f})")
+        ax.plot(list(recall), list(precision), marker=".", markersize=3, label=f"{name} (AP {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
