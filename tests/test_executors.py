@@ -248,6 +248,22 @@ def test_bad_resource_options_are_one_line_errors(options):
         _executor(**options)
 
 
+def test_an_address_nothing_listens_on_is_refused_at_once():
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a free loopback port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    from repscope.ray_executor import _check_reachable  # what ray_session does before joining a cluster
+
+    with pytest.raises(RepscopeError, match=rf"no Ray cluster answers at --ray-address 127.0.0.1:{port} .*ray start"):
+        _check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 10
+    _check_reachable("auto")  # left to Ray
+
+
 def test_without_ray_installed_the_error_names_the_extra(monkeypatch, tmp_path):
     from repscope.ray_executor import INSTALL_HINT
 

@@ -36,6 +36,7 @@ import contextlib
 import itertools
 import math
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield ray
         return
+    if address is not None:
+        _check_reachable(address)
     try:
         if address is None:
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
@@ -94,6 +97,18 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` nothing listens on (``ray.init`` would retry it for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # "auto", "ray://..." and the like: left to Ray
+    try:
+        socket.create_connection((host.removeprefix("ray://") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise RepscopeError(f"no Ray cluster answers at --ray-address {address} ({error.strerror or error}). "
+                            "Start one with 'ray start --head' and pass the address it prints.") from None
 
 
 @dataclass(frozen=True)
