@@ -309,7 +309,7 @@ def test_nan_during_optimisation_keeps_finished_items_and_last_good_image(tmp_pa
     monkeypatch.setattr(Representation, "forward", flaky_forward)
     out = tmp_path / "out"
     code = main(["invert", "sample:chelsea", "--layer", "conv_stem", "--layer", "blocks.0", "--iters", "12",
-                 "--out", str(out)])
+                 "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and re.search(r"NaN/Inf at iteration \d+", err) and "last good" in err
     record = json.loads((out / "result.json").read_text())

@@ -45,3 +45,15 @@ def test_caricature_exaggerates(tmp_path, capsys):
     (item,) = result["items"].values()
     assert item["gain"] > 1.0
     assert result["summary"] == {"blocks.1": round(item["gain"], 4)}
+
+
+def test_progress_lines_without_terminal_and_quiet_silences_them(tmp_path, capsys):
+    import re
+
+    argv = ["invert", "sample:chelsea", "--model", "hog", "--iters", "2", "--out"]
+    assert main(argv + [str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    progress = [line for line in err if line.startswith("repscope: invert")]
+    assert len(progress) == 1 and re.fullmatch(r"repscope: invert logits done \(1/1, \d+ s\)", progress[0])
+    assert main(argv + [str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

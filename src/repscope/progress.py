@@ -3,7 +3,8 @@
 :func:`progress` wraps a loop (iterations of one optimisation) in a bar shown only on a terminal.
 :class:`ItemProgress` follows the items of a sweep (:func:`repscope.sweep.run_sweep`): on a terminal
 a bar labelled with the last finished item and the count, without one (a log file, a batch job)
-one line per finished item, ``repscope: invert blocks.3 done (2/5, 41 s)``.
+one line per finished item, ``repscope: invert blocks.3 done (2/5, 41 s)`` (seconds since the sweep
+started); a failed item gets no line of its own (the command ends with one error line naming it).
 
 Example:
     >>> import io
@@ -66,8 +67,10 @@ class ItemProgress:
             self.bar.set_description_str(label)
             self.bar.update(1)
             return
+        if failed:  # no line: the command's one error line names the failed items (and keeps errors one line)
+            return
         seconds = time.perf_counter() - self.start
-        print(f"repscope: {label} {'FAILED' if failed else 'done'} ({self.count}/{self.total}, {seconds:.0f} s)",
+        print(f"repscope: {label} done ({self.count}/{self.total}, {seconds:.0f} s)",
               file=self.stream, flush=True)
 
     def close(self) -> None:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> dict:
     result = maximize_units(model, layer, list(args.unit), out, spatial=args.spatial, reference01=reference,
                             reference_names=names, batch_size=args.batch, config=preimage_config(args),
                             seed=args.seed, resume=args.resume, settings=common.sweep_settings(args),
-                            executor=common.executor(args), progress=common.show_progress(args))
+                            executor=common.executor(args), progress=not args.quiet)
     if transfer_names:
         _add_transfer(result, out, model, transfer_names, common.device(args))
     lines = [f"{layer}:{i['unit']}: activation {i['activation']:.3f}, {i['ratio']:.2f}x the best sample photo"

@@ -68,7 +68,7 @@ def run_per_layer(args: argparse.Namespace, method: str) -> dict:
     out = common.output_dir(args)
     result = invert_layers(model, x.to(common.device(args)), layers, out, method=method, config=config,
                            seed=args.seed, image=names[0], resume=args.resume, settings=common.sweep_settings(args),
-                           executor=common.executor(args), progress=common.show_progress(args))
+                           executor=common.executor(args), progress=not args.quiet)
     metric = PER_LAYER[method][1]
     common.finish(args, result, out, [f"{i['layer']}: {metric} {i[metric]:.3f} ({i['seconds']:.1f} s)"
                                       for i in result["items"].values()])

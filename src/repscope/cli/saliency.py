@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> dict:
     result = saliency_methods(model, x.to(common.device(args)), out, layer=args.layer, unit=unit, at=args.at,
                               methods=methods, top_k=args.top_k, trials=2, seed=args.seed, image=names[0],
                               resume=args.resume, settings=common.sweep_settings(args), executor=common.executor(args),
-                              progress=common.show_progress(args))
+                              progress=not args.quiet)
     common.finish(args, result, out, summary(result))
     return result
 
