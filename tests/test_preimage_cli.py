@@ -57,3 +57,40 @@ def test_progress_lines_without_terminal_and_quiet_silences_them(tmp_path, capsy
     assert len(progress) == 1 and re.fullmatch(r"repscope: invert logits done \(1/1, \d+ s\)", progress[0])
     assert main(argv + [str(tmp_path / "b"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_first_use_surprises_are_one_line_errors(tmp_path, capsys):
+    from repscope.images import save_image
+    import torch
+
+    folder = tmp_path / "photos"
+    for name in ("a", "b"):
+        save_image(torch.rand(3, 16, 16), folder / f"{name}.png")
+    cases = [(["invert", str(folder), "--layer", "blocks.0"], "a folder of 2 images"),
+             (["invert", "sample:chelsea", "--layer", "blocks.0", "--layer", "blocks.0"], "--layer blocks.0 given twice"),
+             (["invert", "sample:chelsea", "--model", "resnet50"], "torchvision:resnet50 or timm:resnet50")]
+    for argv, expect in cases:
+        assert main(argv + ["--iters", "1", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expect in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_output_folder_is_named_after_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for image in ("sample:chelsea", "sample:coffee"):  # a second image does not collide with the first
+        assert main(["invert", image, "--model", "hog", "--iters", "1", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "repscope-results").iterdir()) == ["invert-chelsea-logits",
+                                                                                 "invert-coffee-logits"]
+    assert (tmp_path / "repscope-results" / "invert-coffee-logits" / "invert_logits.png").is_file()
+
+
+def test_help_has_examples_and_sample_names(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        from repscope.cli import build_parser
+        build_parser().parse_args(["invert", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:\n  repscope invert sample:chelsea --layer blocks.3" in text and "sample:NAME" in text
+    assert "``" not in text and "2 smooth (default)" in text and "papers' momentum AdaGrad (default)" in text

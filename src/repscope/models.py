@@ -168,9 +168,23 @@ def load(name: str = DEFAULT_MODEL, *, weights: str | Path | None = None, device
     elif name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
         model = _load_lite(int(name[-1]), weights, random_init)
     else:
-        raise ModelError(unknown("model", name, available(), "Run 'repscope models' for the list."))
+        raise ModelError(_unknown_model(name))
     model.module.eval()
     return model.to(device)
+
+
+def _unknown_model(name: str) -> str:
+    """The one-line error for a name without a family: ``resnet50`` suggests ``torchvision:resnet50`` and
+    ``timm:resnet50`` when those libraries know the architecture, else the closest embedded names."""
+    import timm
+    import torchvision
+
+    families = [f"{prefix}:{name}" for prefix, known in (("torchvision", name in torchvision.models.list_models()),
+                                                         ("timm", bool(name) and timm.is_model(name))) if known]
+    if families:
+        return (f"unknown model '{name}'; did you mean {' or '.join(families)}? Architectures from torchvision "
+                f"and timm take the library's prefix (e.g. --model {families[0]}).")
+    return unknown("model", name, available(), "Run 'repscope models' for the list.")
 
 
 def _load_lite(index: int, weights, random_init: bool) -> Model:
