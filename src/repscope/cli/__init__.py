@@ -20,7 +20,7 @@ from ..threads import torch_threads
 #: ``<name>``). A name without its module is an ImportError, never a silent skip.
 SUBCOMMANDS = (
     "models", "layers", "check", "classify",
-    "invert", "maximize", "caricature", "saliency",
+    "invert", "maximize", "caricature", "saliency", "hog",
     "equivariance", "stitch", "similarity", "detect",
     "report", "demo",
 )
