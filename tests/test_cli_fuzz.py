@@ -76,11 +76,11 @@ BASE_ARGV = {
     "caricature": ["caricature", "sample:chelsea", "--layer", "conv_stem", "--iters", "1"],
     "maximize": ["maximize", "--layer", "conv_stem", "--unit", "1", "--iters", "1"],
     "saliency": ["saliency", "sample:chelsea", "--layer", "blocks.0"],  # after a rectifier: no warning
-    "equivariance": ["equivariance", "--transform", "hflip", "--layer", "conv_stem", "--fit", "4", "--test", "2",
+    "equivariance": ["equivariance", "--transform", "hflip", "--layer", "conv_stem", "--fit-crops", "4", "--test", "2",
                      "--size", "33", "--batch-size", "2", "--no-agreement"],
 }
 #: Options whose largest allowed value is valid but slow or large (only values near the bottom are run).
-COSTLY_AT_TOP = {"--iters", "--fit", "--test", "--size"}
+COSTLY_AT_TOP = {"--iters", "--fit-crops", "--test", "--size"}
 GARBAGE = ["abc", "", "nan", "inf", "-inf", "1e309", "-1e309", "0x10", "1.5", "-1", "9" * 40, "1e3"]
 
 WORKER = r'''

@@ -195,7 +195,7 @@ def test_cli_writes_table_plot_and_config(tmp_path):
 
     out = tmp_path / "eq"
     status = main(["equivariance", "--model", "hog:dalal-triggs,orientations=8,cell=8", "--transform", "hflip",
-                   "--fit", "8", "--test", "4", "--size", "32", "--batch-size", "4", "--out", str(out), "--quiet"])
+                   "--fit-crops", "8", "--test", "4", "--size", "32", "--batch-size", "4", "--out", str(out), "--quiet"])
     assert status == 0
     result = json.loads((out / "result.json").read_text())
     assert [r["layer"] for r in result["layers"]] == ["logits"] and result["layers"][0]["agreement"] is None

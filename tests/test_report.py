@@ -38,7 +38,7 @@ RUNS = {
     "caricature": ["caricature", "sample:coffee", "--layer", "blocks.0", "--iters", "3"],
     "saliency": ["saliency", "sample:chelsea", "--top-k", "2"],
     "hog": ["invert", "sample:chelsea", "--model", "hog", "--iters", "3"],
-    "equivariance": ["equivariance", "--transform", "vflip", "--layer", "blocks.0", "--fit", "8", "--test", "4",
+    "equivariance": ["equivariance", "--transform", "vflip", "--layer", "blocks.0", "--fit-crops", "8", "--test", "4",
                      "--no-agreement"],
     "stitch": ["stitch", "--from", "efficientnet_lite0:blocks.1", "--to", "efficientnet_lite1:blocks.1", "--fit", "both",
                "--steps", "2", "--fit-crops", "8", "--test-crops", "4"],

@@ -276,3 +276,16 @@ def test_stitch_across_strides_resamples_by_area_and_hog_feeds_a_cnn(digits_mode
     fit, test = crop_data(n_fit=16, n_test=8, size=64, batch_size=8)
     row = stitch(hog, "logits", lite0, "blocks.2", fit=fit, test=test, fit_kind="ridge")
     assert row.shape_a[0] == 31 and row.shape_b[0] == 40 and 0.0 < row.ridge["error"] < row.naive["error"]
+
+
+def test_layer_stride_asks_the_geometry(lite0):
+    """Strides of lite0 stages as :func:`repscope.geometry.cell_geometry` measures them; HOG in closed form."""
+    from repscope.geometry import cell_geometry
+    from repscope.layers import Representation
+    from repscope.stitching import layer_stride
+
+    strides = {layer: layer_stride(lite0, layer) for layer in ("conv_stem", "blocks.1", "blocks.3", "logits")}
+    assert strides == {"conv_stem": 2.0, "blocks.1": 4.0, "blocks.3": 16.0, "logits": None}
+    assert layer_stride(lite0, "blocks.3") == Representation(lite0, "blocks.3").stride
+    hog = models.load("hog:dalal-triggs,cell=6")
+    assert layer_stride(hog, "logits") == 6.0 == cell_geometry(hog.module, 48).stride[0]

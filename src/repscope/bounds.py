@@ -208,7 +208,6 @@ OPTIONS: dict[str, Callable[[object], float]] = {
     "--pyramid": positive_int("--pyramid", 0, 12),
     "--batch": positive_int("--batch", 1, 4096),
     "--unit": positive_int("--unit", 0, 2**31 - 1),
-    "--fit": positive_int("--fit", 1, 1_000_000),
     "--test": positive_int("--test", 1, 1_000_000),
     "--size": positive_int("--size", 8, 4096),
     "--batch-size": positive_int("--batch-size", 1, 4096),

@@ -2,8 +2,9 @@
 
 Engines that learn a map between representations (equivariance's M_g, stitching layers) fit it on
 one set of photos and measure it on others: :func:`crop_data` expands files, folders or the shipped
-sample photos into many seeded crops, and no source photo feeds both streams (no leakage). Streams
-decode one source at a time, so memory does not grow with the number of crops.
+sample photos into many seeded crops, and no source photo feeds both streams (no leakage).
+Streams decode one source at a time, so memory does not grow with the number of crops.
+:func:`validation_sources` names the fit stream's photos held out to choose λ or to stop training early.
 
 Example:
     >>> fit, test = crop_data(n_fit=8, n_test=4, size=64)
@@ -107,6 +108,17 @@ def labelled_folder(folder: str | Path) -> tuple[list[str], list[int]] | None:
         files += [str(f) for f in found]
         labels += [label] * len(found)
     return files, labels
+
+
+def validation_sources(fit: Crops) -> set[int]:
+    """Source photos of a fit stream held out for model selection (every 4th, when there are at least 3).
+
+    Engines that fit on ``fit`` choose λ (ridge) or stop early (task training) on the crops of these
+    photos (``owners`` yielded by the stream), so the choice is made on photos the map was not fitted to.
+    Returns an empty set with fewer than 3 photos (then the callers hold out every 4th batch or crop).
+    """
+    k = len(fit.sources)
+    return {i for i in range(k) if i % 4 == 3} or ({k - 1} if k >= 3 else set())
 
 
 def crop_data(images=None, *, n_fit: int = 96, n_test: int = 48, size: int = 129, seed: int = 0,

@@ -24,7 +24,9 @@ permutation maximising the correlation, by ``scipy.optimize.linear_sum_assignmen
 
 ``agreement``: ψ is the rest of the network after the layer. Compensated features
 Ŵ g'⁻¹ Φ(g x), with Ŵ fitted to map them back to Φ(x), go through ψ; agreement is the fraction of
-held-out images whose top-1 class equals that of ψ(Φ(x)). ``uncompensated`` (= ``invariant``) feeds
+held-out images whose top-1 class equals that of ψ(Φ(x)). ``compensation_error`` is Ŵ's own error,
+Σ ‖Φ(x) − Ŵ g'⁻¹ Φ(g x)‖² / Σ ‖Φ(x)‖² (valid cells), for the ridge Ŵ and any further map a fitter
+adds (``FittedMaps.extra``: e.g. ``task``, Ŵ trained through ψ by :mod:`repscope.equivariance_task`). ``uncompensated`` (= ``invariant``) feeds
 ψ(Φ(g x)) unchanged. ψ is the model run with a forward hook on the layer that replaces its output
 (exact for chain-like networks; skip paths that jump over the layer see g x).
 
@@ -57,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .channel_maps import ChannelMap, best_permutation, centre_taps
-from .crops import Crops
+from .crops import Crops, validation_sources
 from .errors import ShapeError
 from .geometry import CellGeometry, measure
 from .layers import features, rest_of_network
@@ -83,6 +85,9 @@ class LayerEquivariance:
         agreement: ``{variant: top-1 agreement}`` plus ``"uncompensated"``; None without ψ.
         accuracy: with labelled held-out images, top-1 accuracy ``{"original": ψ(Φ(x)), "uncompensated":
             ψ(Φ(gx)), variant: compensated}``; else None.
+        compensation_error: ``{"learned": e, extra map: e}`` with
+            ``e = Σ ‖Φ(x) − Ŵ g'⁻¹ Φ(g x)‖² / Σ ‖Φ(x)‖²`` of each compensating map Ŵ.
+        task: the task training's numbers when a fitter trained a map (:mod:`repscope.equivariance_task`).
         lam: λ of the learned forward map. permutation: best channel permutation, ``W[j] = Φ[perm[j]]``.
         offset: measured pixel centre ``(o_y, o_x)`` of cell (0, 0)'s receptive field used by g', or None
             where the map is assumed centred on the image (vectors; receptive fields wider than the crop).
@@ -101,6 +106,8 @@ class LayerEquivariance:
     n_test: int = 0
     offset: tuple[float, float] | None = None
     accuracy: dict[str, float] | None = None
+    compensation_error: dict[str, float] | None = None
+    task: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -116,6 +123,8 @@ class FittedMaps:
         learned_back: Ŵ with ``Ŵ g'⁻¹ Φ(g x) ≈ Φ(x)`` (the ``learned`` agreement: compensated features go through ψ).
         permutation, permutation_back: channel permutations ``W[j] = Φ[perm[j]]`` of either direction.
         lam: λ of ``learned`` (None where the fitter has none).
+        extra: further compensating maps Ŵ, ``{variant name: map}``, each reported as a variant of its own
+            (agreement, accuracy, compensation error), e.g. ``{"task": Ŵ trained on the task}``.
     """
 
     learned: ChannelMap
@@ -123,6 +132,7 @@ class FittedMaps:
     permutation: Tensor
     permutation_back: Tensor
     lam: float | None = None
+    extra: dict[str, ChannelMap] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,7 +242,8 @@ def _measure(extract: Extract, g: Transform, names: list[str], fit: Crops, test:
         rows.append(LayerEquivariance(name, layer.cells.shape, layer.stride, g.name, tally.errors(),
                                       tally.agreement(n_test) if psi is not None else None, maps[name].lam,
                                       maps[name].permutation.tolist(), n_fit, n_test, layer.cells.offset,
-                                      tally.accuracy(n_test) if psi is not None and test.labels is not None else None))
+                                      tally.accuracy(n_test) if psi is not None and test.labels is not None else None,
+                                      tally.compensation_errors()))
     return rows
 
 
@@ -244,7 +255,7 @@ def _fit_pass(extract: Extract, g: Transform, names: list[str], fit: Crops, opti
 
     ginv = g.inverse()
     layers: dict[str, LayerFit] = {}
-    val_sources = _validation_sources(fit)
+    val_sources = validation_sources(fit)
     n_fit = 0
     with torch.no_grad():
         for x, owners in bar(fit, total=-(-len(fit) // fit.batch_size), desc="fit", quiet=not options.progress):
@@ -314,10 +325,16 @@ class _Tally:
     hits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VARIANTS[1:] + ("uncompensated",), 0))
     correct: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("original", "uncompensated")
                                                                           + VARIANTS[1:], 0))
+    back_squared: dict[str, float] = field(default_factory=dict)
+    back_total: float = 0.0
 
     def errors(self) -> dict[str, float]:
         """``error = Σ ‖Φ(g x) − M_g Φ(x)‖² / Σ ‖Φ(g x)‖²`` per variant."""
         return {v: self.squared[v] / max(self.total, 1e-30) for v in VARIANTS}
+
+    def compensation_errors(self) -> dict[str, float]:
+        """``Σ ‖Φ(x) − Ŵ g'⁻¹ Φ(g x)‖² / Σ ‖Φ(x)‖²`` per compensating map (``learned`` and the extra ones)."""
+        return {v: e / max(self.back_total, 1e-30) for v, e in self.back_squared.items()}
 
     def agreement(self, n_test: int) -> dict[str, float]:
         agree = {v: h / max(n_test, 1) for v, h in self.hits.items()}
@@ -364,6 +381,18 @@ def _add_errors(tally: _Tally, layer: LayerFit, maps: FittedMaps, fx: Tensor, fg
     tally.total += float((target ** 2).sum())
     for variant, p in predictions.items():
         tally.squared[variant] += float(((target - p) ** 2).sum())
+    _add_compensation_errors(tally, layer, maps, fx, fgx, g.inverse(), options)
+
+
+def _add_compensation_errors(tally: _Tally, layer: LayerFit, maps: FittedMaps, fx: Tensor, fgx: Tensor,
+                             ginv: Transform, options: _Options) -> None:
+    """Add ``‖Φ(x) − Ŵ g'⁻¹ Φ(g x)‖²`` (valid cells) of each compensating map, and ``‖Φ(x)‖²``, for one batch."""
+    back, mask = layer.warp(ginv, fgx, options.margin)
+    rows = to_rows(stack_neighbours(back, options.kernel), mask).double()
+    target = to_rows(fx, mask).double()
+    tally.back_total += float((target ** 2).sum())
+    for variant, w in {"learned": maps.learned_back, **maps.extra}.items():
+        tally.back_squared[variant] = tally.back_squared.get(variant, 0.0) + float(((target - w.on_rows(rows)) ** 2).sum())
 
 
 def _add_agreement(tallies: dict[str, _Tally], layers: dict[str, LayerFit], maps: dict[str, FittedMaps],
@@ -381,16 +410,16 @@ def _add_agreement(tallies: dict[str, _Tally], layers: dict[str, LayerFit], maps
             tally.correct["uncompensated"] += int((shifted == truth).sum())
         for variant, comp in _compensated(layer, maps[name], feats_gx[name], ginv).items():
             predicted = psi.psis[name](gx, comp).argmax(1)
-            tally.hits[variant] += int((predicted == reference).sum())
+            tally.hits[variant] = tally.hits.get(variant, 0) + int((predicted == reference).sum())
             if truth is not None:
-                tally.correct[variant] += int((predicted == truth).sum())
+                tally.correct[variant] = tally.correct.get(variant, 0) + int((predicted == truth).sum())
 
 
 def _compensated(layer: LayerFit, maps: FittedMaps, fgx: Tensor, ginv: Transform) -> dict[str, Tensor]:
-    """Φ(gx) mapped back towards Φ(x) by each variant (cells with no source are 0 before W)."""
+    """Φ(gx) mapped back towards Φ(x) by each variant and extra map (cells with no source are 0 before W)."""
     back, _ = layer.warp(ginv, fgx)
     return {"warp": back, "permutation": back[:, maps.permutation_back.to(back.device)],
-            "learned": maps.learned_back(back)}
+            "learned": maps.learned_back(back), **{v: w(back) for v, w in maps.extra.items()}}
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -412,12 +441,6 @@ def _erode(mask: Tensor, margin: int) -> Tensor:
         return mask
     bad = F.pad((~mask).float()[None, None], (margin,) * 4, value=1.0)
     return F.max_pool2d(bad, 2 * margin + 1, stride=1)[0, 0] < 0.5
-
-
-def _validation_sources(fit: Crops) -> set[int]:
-    """Source photos of the fit stream held out to choose λ (every 4th, when there are at least 3)."""
-    k = len(fit.sources)
-    return {i for i in range(k) if i % 4 == 3} or ({k - 1} if k >= 3 else set())
 
 
 def _device_of(obj) -> torch.device:

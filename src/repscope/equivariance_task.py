@@ -8,9 +8,12 @@ frozen rest of the network ψ classifies the compensated features as the network
 
 Ŵ (a k×k convolution with bias) starts from the ridge solution and is trained by the one task trainer,
 :func:`repscope.training.train_map` (Adam, early stopping on the fit stream's held-out photos, seeded);
-the network's weights never change. The evaluation is :mod:`repscope.equivariance`'s own, with the
-task-trained Ŵ in place of the ridge one: the ``learned`` agreement (and accuracy) then measures the
-task-learned map; the ``learned`` error (forward map W) is the ridge one.
+the network's weights never change. The trainer is a fitter plugged into
+:func:`repscope.equivariance.equivariance_layers` (``fitter=``): it returns the ridge maps with the
+task-trained Ŵ added as the extra variant ``task`` (:data:`TASK`), so the evaluation pass reports it next
+to the regression-learned map: ``agreement["task"]``, ``accuracy["task"]`` with labels, and
+``compensation_error["task"]`` = Σ ‖Φ(x) − Ŵ g'⁻¹ Φ(g x)‖² / Σ ‖Φ(x)‖² beside ``["learned"]`` (ridge Ŵ);
+every ridge number is unchanged (the forward ``error`` has no task variant: only Ŵ is trained).
 
 Example:
     >>> from repscope import models                                              # doctest: +SKIP
@@ -18,59 +21,65 @@ Example:
     >>> fit, test = crop_data(n_fit=96, n_test=48, size=129)                     # doctest: +SKIP
     >>> rows = equivariance_task_layers(models.load("efficientnet_lite0"), "vflip", ["blocks.1"],
     ...                                 fit=fit, test=test, steps=200)          # doctest: +SKIP
-    >>> row, task = rows[0]; row.agreement["learned"], task["held_out_loss"]     # doctest: +SKIP
+    >>> row, task = rows[0]; row.agreement["task"], task["held_out_loss"]         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .channel_maps import ChannelMap
-from .crops import Crops
-from .equivariance import (FittedMaps, LayerEquivariance, LayerFit, _Agreement, _device_of, _measure, _Options,
-                           _validation_sources, ridge_maps)
+from .crops import Crops, validation_sources
+from .equivariance import FittedMaps, LayerEquivariance, LayerFit, equivariance_layers, ridge_maps
 from .layers import LOGITS, features, rest_of_network
-from .models import as_model
+from .models import as_model, module_device
 from .regression import DEFAULT_ALPHAS
-from .transforms import Transform, parse_transform
 from .training import train_map
+from .transforms import Transform, parse_transform
+
+#: the name of the task-trained variant in the rows (``agreement``, ``accuracy``, ``compensation_error``)
+TASK = "task"
 
 
 def equivariance_task_layers(model, transform: str | Transform, layers: Sequence[str], *, fit: Crops,
                              test: Crops, kernel: int = 1, margin: int = 0,
                              alphas: Sequence[float] = DEFAULT_ALPHAS, steps: int = 200, lr: float = 1e-4,
                              seed: int = 0, progress: bool = False) -> list[tuple[LayerEquivariance, dict]]:
-    """Equivariance per layer with Ŵ trained on the task; returns ``[(row, task numbers), ...]``.
+    """Equivariance per layer with Ŵ also trained on the task; returns ``[(row, task numbers), ...]``.
 
     Args as in :func:`repscope.equivariance.equivariance_layers` (agreement is always measured), plus
-    ``steps``, ``lr``, ``seed`` of the task training. The task numbers are ``steps``, ``best_step``,
-    ``loss`` (``"kl"`` or ``"ce"``) and ``held_out_loss`` ``[start (ridge Ŵ), best]``.
+    ``steps``, ``lr``, ``seed`` of the task training. Each row carries the ridge variants and ``task``;
+    the task numbers (also ``row.task``) are ``steps``, ``best_step``, ``loss`` (``"kl"`` or ``"ce"``) and
+    ``held_out_loss`` ``[start (ridge Ŵ), best]`` on the fit stream's held-out photos.
     """
     model = as_model(model)
-    names = list(dict.fromkeys(layers))
     g = parse_transform(transform)
-    psi = _Agreement({n: rest_of_network(model, n) for n in names}, model)
-    options = _Options(kernel, margin, tuple(alphas), progress, _device_of(model))
-    batches = _task_batches(model, g, fit, options.device)
+    batches = _task_batches(model, g, fit, module_device(model.module))
     infos: dict[str, dict] = {}
 
     def fitter(name: str, layer: LayerFit) -> FittedMaps:
         maps = ridge_maps(layer, kernel, alphas)
         trained, infos[name] = _train_back(model, name, layer, maps.learned_back, g.inverse(), batches,
-                                           psi.psis[name], steps=steps, lr=lr, seed=seed, progress=progress)
-        return FittedMaps(maps.learned, trained, maps.permutation, maps.permutation_back, maps.lam)
+                                           rest_of_network(model, name), steps=steps, lr=lr, seed=seed,
+                                           progress=progress)
+        return replace(maps, extra={**maps.extra, TASK: trained})
 
-    rows = _measure(lambda x: features(model, x, names), g, names, fit, test, options, psi, fitter)
+    rows = equivariance_layers(model, g, layers, fit=fit, test=test, kernel=kernel, margin=margin, agreement=True,
+                               alphas=alphas, progress=progress, fitter=fitter)
+    for row in rows:
+        row.task = infos[row.layer]
     return [(row, infos[row.layer]) for row in rows]
 
 
 def _task_batches(model, g: Transform, fit: Crops, device) -> tuple[list, list]:
     """``([(g x, target)], [(g x, target)])`` for training and early stopping (the fit stream's λ photos);
     the target is the network's logits on x, or the label with a labelled stream."""
-    val_sources = _validation_sources(fit)
+    val_sources = validation_sources(fit)
     out: tuple[list, list] = ([], [])
     with torch.no_grad():
         for index, (x, owners) in enumerate(fit):
@@ -110,3 +119,40 @@ def _train_back(model, name: str, layer: LayerFit, start: ChannelMap, ginv: Tran
     trained = ChannelMap(module.weight.detach().reshape(c_out, c_in, k, k), module.bias.detach())
     return trained, {"steps": result.steps, "best_step": result.best_step, "loss": result.loss,
                      "held_out_loss": [result.held_out_loss[0], min(result.held_out_loss)]}
+
+
+def task_plot(rows: Sequence[LayerEquivariance], path, title: str = ""):
+    """``equivariance.png`` with the task column: errors (left) and top-1 agreement (right) against depth.
+
+    Left: the forward error Σ‖Φ(gx) − M_g Φ(x)‖² / Σ‖Φ(gx)‖² of every variant (solid) and the compensation
+    error Σ‖Φ(x) − Ŵ g'⁻¹ Φ(gx)‖² / Σ‖Φ(x)‖² of the ridge and task-trained Ŵ (dashed). Right: agreement of
+    ψ(Φ(gx)) (uncompensated) and of each compensated map, ``learned (ridge)`` beside ``learned (task)``.
+    Drawn on a :class:`matplotlib.figure.Figure` and written atomically; returns the path.
+    """
+    from matplotlib.figure import Figure
+
+    from .equivariance import VARIANTS
+    from .io import atomic_path
+
+    depth = list(range(len(rows)))
+    fig = Figure(figsize=(11, 4))
+    err, agr = fig.subplots(1, 2)
+    for v in VARIANTS:
+        err.plot(depth, [r.error[v] for r in rows], marker="o", label="learned (ridge)" if v == "learned" else v)
+    for v, label in (("learned", "Ŵ ridge, compensation"), (TASK, "Ŵ task, compensation")):
+        err.plot(depth, [r.compensation_error[v] for r in rows], marker="s", ls="--", label=label)
+    err.set(ylabel="error (held-out)", title="error: M_g forward (solid), Ŵ back (dashed)")
+    for v, label in (("uncompensated", "uncompensated"), ("warp", "warp"), ("permutation", "permutation"),
+                     ("learned", "learned (ridge)"), (TASK, "learned (task)")):
+        agr.plot(depth, [r.agreement[v] for r in rows], marker="o", label=label)
+    agr.set(ylabel="top-1 agreement with ψ(Φ(x))", title="compensated agreement", ylim=(-0.02, 1.02))
+    for a in (err, agr):
+        a.set_xticks(depth)
+        a.set_xticklabels([r.layer for r in rows], rotation=45, ha="right", fontsize=8)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return Path(path)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .crops import Crops
+from .crops import Crops, validation_sources
 from .errors import ShapeError
 from .layers import LOGITS, features, rest_of_network
 from .models import Model, as_model, module_device
@@ -205,14 +205,12 @@ def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Cr
     Returns:
         a :class:`StitchResult`.
     """
-    from .equivariance import _validation_sources  # the fit stream's held-out photos, shared with equivariance
-
     if fit_kind not in FITS:
         raise ShapeError(f"unknown fit '{fit_kind}'. Use one of {', '.join(FITS)}.")
     model_a, model_b = as_model(model_a), as_model(model_b)
     names = names or (model_a.name, model_b.name)
     device = module_device(model_b.module)
-    val_sources = _validation_sources(fit)
+    val_sources = validation_sources(fit)  # the fit stream's photos for λ and early stopping
     want_task = fit_kind in ("task", "both")
     state = _ridge_pass(model_a, layer_a, model_b, layer_b, fit, val_sources, kernel, device, want_task, progress,
                         strides)
@@ -249,19 +247,22 @@ def stitch(model_a, layer_a: str, model_b, layer_b: str, *, fit: Crops, test: Cr
 
 
 def layer_stride(model: Model, layer: str) -> float | None:
-    """The layer's stride from :attr:`repscope.layers.Representation.stride` (None if unknown or a vector)."""
+    """The layer's stride (input pixels per cell, rounded to whole pixels) at the model's input size, from
+    :func:`repscope.geometry.cell_geometry`; None for vectors or where it cannot be measured.
+
+    The output of a network that knows its geometry in closed form (HOG: its cell size) is asked directly;
+    every other layer is measured through its :class:`~repscope.layers.Representation`.
+    """
+    from .geometry import cell_geometry
     from .layers import Representation
 
-    if layer == LOGITS:
-        own = getattr(model.module, "stride", None)  # HOG: its cell size
-        return float(own) if isinstance(own, (int, float)) else None
+    own = model.module if layer == LOGITS and callable(getattr(model.module, "cell_geometry", None)) else None
     try:
-        stride = Representation(model, layer).stride
+        phi = own if own is not None else Representation(model, layer)
+        cells = cell_geometry(phi, model.preprocessing.input_size, offset=False)
     except Exception:  # noqa: BLE001 - an exotic module without a layer table: resample by measured size
         return None
-    if isinstance(stride, (tuple, list)):
-        stride = stride[0]
-    return None if stride is None else float(stride)
+    return float(max(1, round(cells.stride[0]))) if cells.spatial else None
 
 
 def _ridge_pass(model_a, layer_a, model_b, layer_b, fit: Crops, val_sources: set[int], kernel: int, device,

@@ -138,9 +138,17 @@ def render_equivariance(folder: ResultFolder) -> Section:
         keys = list(rows_in[0]["agreement"].keys())
         keys = ["uncompensated"] + [k for k in keys if k not in ("uncompensated", "invariant")]
         agr_rows = [(row.get("layer"), *[row["agreement"].get(k) for k in keys]) for row in rows_in]
-        parts.append(table(["layer", *[f"agreement {k}" for k in keys]], agr_rows,
+        names = {"learned": "learned (ridge)", "task": "learned (task)"} if "task" in keys else {}
+        parts.append(table(["layer", *[f"agreement {names.get(k, k)}" for k in keys]], agr_rows,
                            caption="Top-1 agreement with the network on x when the rest of the network reads Φ(gx) "
-                                   "unchanged (uncompensated) or mapped back by each fitted M_g."))
+                                   "unchanged (uncompensated) or mapped back by each fitted M_g"
+                                   + (" (learned (task): Ŵ trained through the rest of the network)." if names else ".")))
+    if rows_in and rows_in[0].get("task"):
+        cmp_rows = [(row.get("layer"), row["compensation_error"].get("learned"), row["compensation_error"].get("task"),
+                     row["task"].get("best_step"), row["task"].get("steps")) for row in rows_in]
+        parts.append(table(["layer", "Ŵ error ridge", "Ŵ error task", "task best step", "task steps"], cmp_rows,
+                           caption="Held-out error of the compensating map, Σ‖Φ(x) − Ŵ g'⁻¹ Φ(gx)‖² / Σ‖Φ(x)‖²: "
+                                   "ridge regression against the same map trained on the task (started from ridge)."))
     exact = [label(row.get("layer")) for row in rows_in if (row.get("error") or {}).get("permutation", 1) < 1e-3]
     if exact:
         parts.append(f'<p class="note">At {esc(", ".join(map(str, exact)))} the best channel permutation predicts '

@@ -77,7 +77,7 @@ def _other_stages(q: bool) -> list[Stage]:
     hogs = ["hog", "hog:uoctti,bilinear=1"] + ([] if q else ["hog:dalal-triggs,block=2"])
     out += [Stage(f"hog-{k}", ("invert", "sample:chelsea", "--model", name, *it), 2 if q else 8)
             for k, name in enumerate(hogs)]
-    fit = ("--fit", "24", "--test", "12") if q else ()
+    fit = ("--fit-crops", "24", "--test", "12") if q else ()
     layers = () if not q else ("--layer", "conv_stem", "--layer", "blocks.0", "--layer", "blocks.2", "--layer", "blocks.4")
     out.append(Stage("equivariance-vflip", ("equivariance", "--transform", "vflip", *fit, *layers), 8 if q else 60))
     out.append(Stage("equivariance-hog-rot90", ("equivariance", "--transform", "rot90", "--model",
