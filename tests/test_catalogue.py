@@ -123,6 +123,48 @@ def _safetensors_named_pth(tmp):
     return str(tmp / "weights.pth")
 
 
+def _old_record(tmp, text):
+    """An output folder whose result.json holds ``text`` (a damaged or hand-edited record)."""
+    (tmp / "o").mkdir()
+    (tmp / "o" / "result.json").write_text(text)
+    return str(tmp / "o")
+
+
+def _record_naming(name):
+    return json.dumps({"settings": {}, "complete": False, "items": {"conv_stem": {"key": "conv_stem", "file": name}}})
+
+
+def _replaced_photo(tmp):
+    """A finished run on photo.png, then another photo saved under the same name."""
+    rng = np.random.default_rng(0)
+    _png(tmp / "photo.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert main(["invert", str(tmp / "photo.png"), *_CONV_STEM, "--quiet", "--out", str(tmp / "o")]) == 0
+    _png(tmp / "photo.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    return str(tmp / "photo.png")
+
+
+_HELD_LOCKS = []  # descriptors standing for another process's lock (flock is per open file)
+
+
+def _locked_by_another_run(tmp):
+    import fcntl
+
+    (tmp / "o").mkdir()
+    fd = os.open(tmp / "o" / ".repscope.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"4242\n")
+    _HELD_LOCKS.append(fd)
+    return str(tmp / "o")
+
+
+def _stdout_is_full(monkeypatch, tmp):
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr("sys.stdout", Full())
+
+
+_CONV_STEM = ["--layer", "conv_stem", "--iters", "1"]
 ALEX = ["--model", "torchvision:alexnet"]
 
 #: (case id, builder of the command line, fragment expected in the one-line error)
@@ -233,6 +275,27 @@ ERROR_CASES = [
                                                "--random-init"], "not a tensor"),
     ("segmentation-model-random-init", lambda t: ["layers", "torchvision:lraspp_mobilenet_v3_large",
                                                   "--random-init"], "not a tensor"),
+    # issue 24, result.json is not trusted on --resume; one writer per folder
+    ("resume-record-not-json", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--resume", "--out",
+                                          _old_record(t, '{"settings": {')], "result.json' is unreadable"),
+    ("resume-record-not-an-object", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--resume", "--out",
+                                               _old_record(t, "[1, 2]")], "not a valid sweep record (a JSON list"),
+    ("resume-record-wrong-type", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--resume", "--out", _old_record(
+        t, '{"settings": {}, "complete": false, "items": {"a": {"loss_curve": "x"}}}')], "'loss_curve' is \"x\""),
+    ("resume-record-absolute-path", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--resume", "--out",
+                                               _old_record(t, _record_naming("/etc/hostname"))],
+     "names the file '/etc/hostname', outside the output folder"),
+    ("resume-record-path-escapes", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--resume", "--out",
+                                              _old_record(t, _record_naming("../../secret.png"))],
+     "names the file '../../secret.png', outside the output folder"),
+    ("resume-input-replaced", lambda t: ["invert", _replaced_photo(t), *_CONV_STEM, "--quiet", "--resume", "--out",
+                                         str(t / "o")], "photo.png' is not the image the interrupted run used"),
+    ("output-folder-locked", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--out", _locked_by_another_run(t)],
+     "in use by another repscope run (pid 4242)"),
+    ("out-name-too-long", lambda t: ["invert", "sample:chelsea", *_CONV_STEM, "--out", str(t / ("x" * 300))],
+     "File name too long. Use a shorter --out path"),
+    ("stdout-is-full", lambda t: ["models"], "cannot write to standard output: No space left on device",
+     _stdout_is_full),
 ]
 
 

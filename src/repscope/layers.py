@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import LayerError, ShapeError, unknown
+from .errors import LayerError, unknown
 from .geometry import CellGeometry, cell_geometry
 from .hooks import forward_hooks
 from .models import Model, as_model
@@ -68,15 +68,17 @@ def _as_tensor_output(name: str, output: object) -> torch.Tensor:
     raise LayerError(f"layer '{name}' returns {type(output).__name__}, not a tensor. Pick one of its submodules.")
 
 
-def check_images(images01: torch.Tensor) -> None:
-    """Refuse anything that is not a finite ``(N, 3, H, W)`` floating-point batch."""
-    if not isinstance(images01, torch.Tensor) or images01.dim() != 4 or images01.shape[1] != 3:
-        shape = tuple(images01.shape) if isinstance(images01, torch.Tensor) else type(images01).__name__
-        raise ShapeError(f"expected images of shape (N, 3, H, W), got {shape}. Add a batch dimension / convert to RGB.")
-    if not images01.is_floating_point():
-        raise ShapeError(f"expected floating-point images in [0, 1], got {images01.dtype}. Divide uint8 images by 255.")
-    if not torch.isfinite(images01).all():
-        raise ShapeError("images contain NaN or Inf values. Check how they were produced.")
+def check_images(images01: torch.Tensor, model: Model | nn.Module | None = None) -> None:
+    """The one image-batch check, :func:`repscope.images.check_images`, with ``model``'s dtype and device
+    (a finite float ``(N, 3, H, W)`` batch, in the model's dtype, on its device, not meta): the same
+    :class:`~repscope.errors.ShapeError` as ``Model.__call__``. ``model`` None / without tensors: no dtype/device."""
+    from .images import check_images as check
+    from .models import module_device, module_dtype
+
+    module = model.module if isinstance(model, Model) else model if isinstance(model, nn.Module) else None
+    has_tensors = module is not None and any(True for _ in (*module.parameters(), *module.buffers()))
+    check(images01, dtype=module_dtype(module) if has_tensors else None,
+          device=module_device(module) if has_tensors else None)
 
 
 def features(model: Model | nn.Module, images01: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
@@ -95,7 +97,7 @@ def features(model: Model | nn.Module, images01: torch.Tensor, layers: str | Seq
     if not names:
         raise LayerError("no layer requested. Name at least one layer (see 'repscope layers MODEL').")
     _check_layer_names(model, names)
-    check_images(images01)
+    check_images(images01, model)
     inputs = model.preprocessing.normalize(images01)
     captured: dict[str, torch.Tensor] = {}
     pending = {n for n in names if n not in (INPUT, LOGITS)}

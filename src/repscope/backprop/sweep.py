@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +66,20 @@ class MethodOutput:
     bottleneck: dict[str, float]
 
 
+#: backward_map's note that a rule changes nothing (no rectifier before the layer), filtered in the
+#: sweep: each item records ``rectifiers`` (0) and the summary prints it, while the note would repeat
+#: for every map, selectivity and bottleneck call (8 warnings for ``saliency --layer conv_stem``)
+_NO_RECTIFIER = r"no rectifier \(.*\) before layer '.*': '.*' equals the plain gradient here\."
+
+
 def _work(shared: _Shared, methods: list[str]) -> list[MethodOutput]:
     """Map, top-K selectivity and bottleneck of the shared target, per method."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NO_RECTIFIER, category=UserWarning)
+        return _compute(shared, methods)
+
+
+def _compute(shared: _Shared, methods: list[str]) -> list[MethodOutput]:
     outputs = []
     for m in methods:
         res = backward_map(shared.model, shared.images01, Target(shared.layer, shared.unit, shared.at), m)

@@ -7,12 +7,14 @@ Ctrl-C exits with 130 after finished items have been kept. ``--debug`` shows tra
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 
-from ..errors import RepscopeError
+from ..errors import OutputError, RepscopeError
 from ..memory import retain_freed_memory
+from ..sweep import release_output_lock
 from ..threads import torch_threads
 
 #: The subcommands, in the order ``repscope --help`` lists them; each is the module
@@ -24,6 +26,10 @@ SUBCOMMANDS = (
     "equivariance", "stitch", "similarity", "detect",
     "report", "demo",
 )
+
+
+#: errno values of a failed write to stdout; every result *file* write turns them into an OutputError
+_STDOUT_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         with torch_threads(getattr(args, "threads", None)):  # the idle cores unless told (repscope.threads)
             args.run(args)
-        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+        _flush_stdout()  # a closed pipe or a full device shows here, not as a traceback at interpreter exit
     except BrokenPipeError:  # the reader went away (`repscope models | head -1`): exit quietly, as Unix tools do
         _discard_stdout()
         return 141  # 128 + SIGPIPE, the status a shell reports for such a tool
@@ -64,12 +70,33 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"repscope: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a print of the command failed (> /dev/full); files fail as OutputError (repscope.io)
+        if debug or err.errno not in _STDOUT_ERRORS:
+            raise
+        _discard_stdout()
+        print(f"repscope: error: cannot write to standard output: {err.strerror or err}. "
+              "Redirect it to a writable file (or pass --quiet).", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if debug:
             raise
         print("repscope: interrupted; finished items are kept (use --resume where offered).", file=sys.stderr)
         return 130
+    finally:
+        release_output_lock()  # every --out this command locked (repscope.sweep.output_lock)
     return 0
+
+
+def _flush_stdout() -> None:
+    """Flush stdout; an OS error other than a closed pipe (``> /dev/full``: ENOSPC) is one RepscopeError line."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        _discard_stdout()
+        raise OutputError(f"cannot write to standard output: {err.strerror or err}. "
+                          "Redirect it to a writable file (or pass --quiet).") from None
 
 
 def _discard_stdout() -> None:

@@ -43,7 +43,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, model: bool = True,
     parser.add_argument("--seed", type=OPTIONS["--seed"], default=0, help="random seed (default 0)")
     if out:
         parser.add_argument("--out", metavar="DIR", help="output folder (default ./repscope-results/COMMAND)")
-        parser.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty --out")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="write into an existing, non-empty --out, first removing the files a previous "
+                                 "repscope run wrote there (result.json, config.json, its grid/plots and the files "
+                                 "its result.json lists); nothing else in the folder is touched")
     parser.add_argument("--json", action="store_true", help="print the machine-readable result on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -103,9 +106,17 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 
 def sweep_settings(args: argparse.Namespace) -> dict:
-    """The options that determine a sweep's results (what ``--resume`` must find unchanged)."""
+    """The options that determine a sweep's results (what ``--resume`` must find unchanged), and under
+    ``inputs`` the content hash (:func:`repscope.images.content_hash`) of the image ``args.image`` names:
+    a photo replaced under the same name refuses ``--resume`` instead of mixing two images' results."""
+    from ..images import content_hash, load_image
+    from ..sweep import INPUTS
+
     ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command", "threads"}
-    return {k: v for k, v in vars(args).items() if k not in ignored and k not in EXECUTION_OPTIONS}
+    settings = {k: v for k, v in vars(args).items() if k not in ignored and k not in EXECUTION_OPTIONS}
+    if isinstance(getattr(args, "image", None), str):
+        settings[INPUTS] = {args.image: content_hash(load_image(args.image))}
+    return settings
 
 
 def seed(args: argparse.Namespace) -> torch.Generator:
@@ -130,22 +141,66 @@ def load_model(args: argparse.Namespace) -> Model:
         return load(args.model, weights=args.weights, device=device(args), random_init=args.random_init)
 
 
+#: what a repscope run may have written into its folder besides the files its result.json lists
+#: (``--overwrite`` removes these, in a folder holding a result.json or config.json, and nothing else)
+WRITTEN_NAMES = (RESULT_FILE, CONFIG_FILE, "grid.png", "loss.png", "equivariance.png", "stitch.png", "cka.png",
+                 "pr.png", "boxes.json", "head.safetensors")
+WRITTEN_PATTERNS = ("*.last-good.png", "*_detections.png")
+
+
 def output_dir(args: argparse.Namespace, *, resume: bool | None = None) -> Path:
-    """The ``--out`` folder, checked but created only by the first file written into it (so a run that
-    fails leaves nothing behind); an existing non-empty folder is refused unless ``--overwrite`` (or resuming)."""
+    """The ``--out`` folder, locked for this run (:func:`repscope.sweep.acquire_output_lock`: a second
+    writer is refused naming the first one's pid; ``main()`` releases it, removing the lock file and
+    the folder if the run wrote nothing); an existing non-empty folder is refused unless ``--overwrite``
+    (which first removes the previous run's files, :func:`remove_previous_run`) or resuming."""
+    from ..sweep import LOCK_FILE, acquire_output_lock, release_output_lock
+
     resume = getattr(args, "resume", False) if resume is None else resume
     out = Path(args.out) if args.out else Path("repscope-results") / args.command
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out '{out}' exists and is not a folder. Choose another --out.")
-    if out.is_dir() and any(out.iterdir()) and not (args.overwrite or resume):
-        raise OutputError(f"output folder '{out}' is not empty. Pass --overwrite, or choose another --out.")
-    ancestor = out
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to --out '{out}': '{ancestor}' is not a writable folder. "
-                          "Choose a writable --out.")
+    try:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"--out '{out}' exists and is not a folder. Choose another --out.")
+        ancestor = out
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write to --out '{out}': '{ancestor}' is not a writable folder. "
+                              "Choose a writable --out.")
+        acquire_output_lock(out)
+        try:
+            if any(p.name != LOCK_FILE for p in out.iterdir()) and not (args.overwrite or resume):
+                raise OutputError(f"output folder '{out}' is not empty. Pass --overwrite, or choose another --out.")
+            if args.overwrite and not resume:
+                remove_previous_run(out)
+        except BaseException:
+            release_output_lock(out)
+            raise
+    except OSError as err:  # e.g. a name too long for the file system
+        raise io.output_error(out, err) from None
     return out
+
+
+def remove_previous_run(out: Path) -> list[str]:
+    """Delete what a previous repscope run wrote in ``out`` (:data:`WRITTEN_NAMES`, :data:`WRITTEN_PATTERNS`,
+    the files its ``result.json`` items list, inside ``out``); a folder without its ``result.json`` or
+    ``config.json`` is left alone. Returns the names removed."""
+    from ..sweep import file_names
+
+    if not ((out / RESULT_FILE).is_file() or (out / CONFIG_FILE).is_file()):
+        return []
+    names = set(WRITTEN_NAMES) | {p.name for pattern in WRITTEN_PATTERNS for p in out.glob(pattern)}
+    try:
+        items = json.loads((out / RESULT_FILE).read_text(encoding="utf-8")).get("items", {})
+        names |= {n for item in items.values() if isinstance(item, dict) for n in file_names(item) if isinstance(n, str)}
+    except (OSError, ValueError, AttributeError, RecursionError):
+        pass  # an unreadable record lists nothing
+    removed = []
+    for name in sorted(names):  # plain names only: nothing outside the folder, nothing in its sub-folders
+        path = out / name
+        if name and Path(name).name == name and name not in (".", "..") and (path.is_symlink() or path.is_file()):
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def config(args: argparse.Namespace) -> dict:

@@ -15,11 +15,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from ..errors import LayerError, RangeError
 from ..layers import check_images
 from .config import PreimageConfig, PreimageResult
 from .engine import optimise
@@ -29,13 +31,22 @@ __all__ = ["invert", "maximize", "caricature", "unit_label"]
 
 
 def _config(config: PreimageConfig | None, iters: int | None) -> PreimageConfig:
+    """``config`` (default :class:`PreimageConfig`) with ``iters``; a non-positive or non-finite lr /
+    iteration count is a :class:`~repscope.errors.RangeError` naming the fix (as the CLI's ``--lr``, ``--iters``)."""
     cfg = config if config is not None else PreimageConfig()
-    return dataclasses.replace(cfg, iters=int(iters)) if iters is not None else cfg
+    cfg = dataclasses.replace(cfg, iters=int(iters)) if iters is not None else cfg
+    if cfg.lr is not None and not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise RangeError(f"lr={cfg.lr!r}: the learning rate must be a finite number > 0. "
+                         "Pass e.g. lr=0.05, or lr=None for the default.")
+    if not (isinstance(cfg.iters, int) and cfg.iters >= 1):
+        raise RangeError(f"iters={cfg.iters!r}: at least 1 iteration is needed. Pass e.g. iters=200.")
+    return cfg
 
 
-def _images(images01: Tensor) -> Tensor:
-    """``images01`` after the shared check (finite float ``(N, 3, H, W)``, :func:`repscope.layers.check_images`)."""
-    check_images(images01)
+def _images(images01: Tensor, representation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """``images01`` after the shared check (:func:`repscope.layers.check_images`: a finite float
+    ``(N, 3, H, W)`` batch in Φ's dtype, on its device when Φ is an ``nn.Module`` with tensors)."""
+    check_images(images01, representation if isinstance(representation, torch.nn.Module) else None)
     return images01
 
 
@@ -61,7 +72,7 @@ def invert(
     Returns:
         :class:`PreimageResult`; ``metrics["error"]`` is ‖Φ(x*) − Φ0‖ / ‖Φ0‖ per image.
     """
-    images01 = _images(images01)
+    images01 = _images(images01, representation)
     with torch.no_grad():
         target = representation(images01)
     res = optimise(
@@ -114,11 +125,13 @@ def maximize(
         :class:`PreimageResult`; ``metrics["activation"]`` is ⟨w_k, Φ(x*)⟩ (network without leak).
     """
     units = list(units) if isinstance(units, (list, tuple)) and not _is_neuron(units) else [units]
+    if not units:
+        raise LayerError("no unit to maximise (units=[]). Pass a channel k, a neuron (k, i, j), or a list of them.")
     scale = None
     best = None
     if reference01 is not None:
         with torch.no_grad():
-            f = representation(_images(reference01))
+            f = representation(_images(reference01, representation))
         w = unit_weights(units, f.shape[1:], spatial).to(f.device, f.dtype)
         acts = f.reshape(1, f.shape[0], -1) * w.reshape(len(units), 1, -1)
         best = acts.sum(-1).max(dim=1).values  # (N,) largest value per unit over the photos
@@ -161,7 +174,7 @@ def caricature(
     Returns:
         :class:`PreimageResult`; ``metrics["gain"]`` = ⟨Φ(x0), Φ(x*)⟩ / ‖Φ(x0)‖² (> 1: exaggerated).
     """
-    images01 = _images(images01)
+    images01 = _images(images01, representation)
     with torch.no_grad():
         reference = representation(images01)
     res = optimise(
