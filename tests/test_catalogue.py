@@ -399,3 +399,58 @@ def test_handled_case_classifies(case, make, tmp_path, capsys):
     assert code == 0, err
     (item,) = json.loads(out)
     assert 0 <= item["top"][0]["index"] < 1000 and 0 < item["top"][0]["prob"] <= 1
+
+
+# ---------------------------------------------------------------- the Python API: the same errors as the CLI
+def _tiny():
+    from repscope.models import wrap
+
+    torch.manual_seed(0)
+    return wrap(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()), input_size=8, name="tiny")
+
+
+def _api_cases():
+    from repscope import preimage
+    from repscope.layers import Representation, features
+    from repscope.preimage import PreimageConfig
+
+    phi = lambda: Representation(_tiny(), "1")  # noqa: E731
+    x = torch.rand(1, 3, 8, 8)
+    return [
+        ("features-float64", lambda: features(_tiny(), x.double(), "1"), "are float64 but the model computes in float32"),
+        ("features-meta", lambda: features(_tiny(), x.to("meta"), "1"), "on the meta device"),
+        ("features-empty-batch", lambda: features(_tiny(), x[:0], "1"), "is empty"),
+        ("invert-float64", lambda: preimage.invert(phi(), x.double(), iters=1), "float64 but the model"),
+        ("maximize-no-units", lambda: preimage.maximize(phi(), [], size=(8, 8), iters=1), "no unit to maximise"),
+        ("invert-zero-lr", lambda: preimage.invert(phi(), x, config=PreimageConfig(lr=0.0, iters=1)), "lr=0.0"),
+        ("maximize-negative-lr", lambda: preimage.maximize(phi(), 0, size=(8, 8), config=PreimageConfig(lr=-1.0),
+                                                           iters=1), "finite number > 0"),
+        ("caricature-nan-lr", lambda: preimage.caricature(phi(), x, config=PreimageConfig(lr=float("nan")), iters=1),
+         "lr=nan"),
+        ("invert-zero-iters", lambda: preimage.invert(phi(), x, iters=0), "at least 1 iteration"),
+    ]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in _api_cases()])
+def test_python_api_error_case(case):
+    from repscope.errors import RepscopeError
+
+    _, call, fragment = next(c for c in _api_cases() if c[0] == case)
+    with pytest.raises(RepscopeError) as info:
+        call()
+    assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_saliency_before_any_rectifier_runs_without_warnings(tmp_path, capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the run
+        code = main(["saliency", "sample:chelsea", "--layer", "conv_stem", "--top-k", "2", "--quiet",
+                     "--out", str(tmp_path / "o")])
+    _, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    record = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert record["rectifiers"] == 0 and set(record["items"]) == {"gradient", "deconvnet", "guided"}
+    guided = np.asarray(Image.open(tmp_path / "o" / "saliency_guided.png"))  # no rectifier: rules change nothing
+    assert np.array_equal(guided, np.asarray(Image.open(tmp_path / "o" / "saliency_gradient.png")))
