@@ -1,7 +1,7 @@
 """Pre-image engine cost, measured side by side in one run (EfficientNet-Lite0, CPU by default).
 
 1. engine iteration / bare forward+backward of the same truncated network at the same batch size
-   (DESIGN.md goal: <= 1.15): the best time of each over alternating rounds, and each round's ratio;
+   (the goal: <= 1.15): the best time of each over alternating rounds, and each round's ratio;
 2. cost of a blocks.0 inversion iteration vs a full-network (logits) one (truncation pays);
 3. throughput at batch 1, 8, 32: image-iterations per second and 200-iteration pre-images per second;
 4. with --breakdown: where an engine iteration's time goes (``optimise(..., time_sections=True)``)
