@@ -179,7 +179,7 @@ ERROR_CASES = [
     ("folder-without-images", lambda t: ["classify", _empty_folder(t)], "no image files"),
     ("unknown-sample", lambda t: ["classify", "sample:chelsey"], "closest: chelsea"),
     ("unknown-model", lambda t: ["classify", "sample:chelsea", "--model", "efficientnet_lite3"],
-     "closest: efficientnet_lite"),
+     "did you mean timm:efficientnet_lite3"),
     ("unknown-torchvision-model", lambda t: ["layers", "torchvision:resnet51"], "closest: resnet"),
     ("unknown-timm-model", lambda t: ["layers", "timm:efficientnet_b99"], "unknown timm model"),
     ("no-offline-weights", lambda t: ["layers", "torchvision:resnet18"], "--weights"),
