@@ -16,7 +16,9 @@ whatever the neuron. The talk's finding: DeConvNet maps are largely *not* neuron
 the target's top signal by a random (Gaussian) or constant (all ones) one over the whole layer and
 measure how much of the map survives, :math:`\rho(m_\text{target}, m_\text{random/constant})`.
 A value near 1 means the map is determined by the bottleneck information (masks, switches), not by
-the neuron.
+the neuron. When either map has no variation (all zero: a dead unit, a rule that lets nothing
+through; or constant) ρ is undefined: no number is reported for it, and ``BottleneckResult.undefined``
+says why.
 
 Example:
     >>> import torch, torchvision
@@ -30,7 +32,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -134,14 +136,36 @@ class BottleneckResult:
         layer: the layer name.
         unit: the target channel / class.
         correlation: method -> signal (``"random"``, ``"constant"``) -> correlation between the
-            target's map and the map from that signal (mean over trials for ``"random"``).
+            target's map and the map from that signal (mean over trials for ``"random"``). A
+            correlation with an all-zero map is undefined (not 0): that signal is absent here.
         maps: method -> ``{"target": (1,3,H,W), "random": (1,3,H,W), "constant": (1,3,H,W)}``.
+        undefined: method -> signal -> why its correlation is not a number (an all-zero map).
     """
 
     layer: str
     unit: int
     correlation: dict[str, dict[str, float]]
     maps: dict[str, dict[str, torch.Tensor]]
+    undefined: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def score(self, method: str, signal: str) -> float | None:
+        """``correlation[method][signal]``, or None where it is undefined (see ``undefined`` for why)."""
+        return self.correlation.get(method, {}).get(signal)
+
+
+def _zero_map_reason(target: torch.Tensor, other: torch.Tensor, signal: str) -> str | None:
+    """Why ρ(target, other) is undefined: a map without variation (all zero, or constant), whose centred
+    norm Pearson's ρ divides by. ``target`` (1, 3, H, W), ``other`` (T, 3, H, W); None: defined."""
+    def flat(maps: torch.Tensor) -> torch.Tensor:
+        return maps.flatten(1).double()
+
+    for what, maps in (("the target's map", target), (f"the {signal} signal's map", other)):
+        a = flat(maps)
+        if not bool(a.ne(0).any(1).all()):
+            return f"{what} is all zero (no gradient reaches the image), so no correlation is defined"
+        if not bool(a.ne(a[:, :1]).any(1).all()):
+            return f"{what} is constant over the image, so no correlation is defined"
+    return None
 
 
 def bottleneck(model, image01: torch.Tensor, layer: str, *, unit: int | None = None, at: str = "max",
@@ -173,6 +197,7 @@ def bottleneck(model, image01: torch.Tensor, layer: str, *, unit: int | None = N
 
     correlation: dict[str, dict[str, float]] = {}
     maps: dict[str, dict[str, torch.Tensor]] = {}
+    undefined: dict[str, dict[str, str]] = {}
     for m in (check_method(m) for m in methods):
         res = backward_map(model, image01, Target(layer, unit, at), m)
         unit = int(res.units[0])  # resolved once: the same unit for every method
@@ -183,5 +208,9 @@ def bottleneck(model, image01: torch.Tensor, layer: str, *, unit: int | None = N
             batch = image01.expand(n, -1, -1, -1)
             out = backward_map(model, batch, Target(layer, unit, at), m, top=top_signal(s)).maps
             maps[m][s] = out[:1]
-            correlation[m][s] = float(correlation_matrix(res.maps, out).mean())
-    return BottleneckResult(layer, -1 if unit is None else int(unit), correlation, maps)
+            reason = _zero_map_reason(res.maps, out, s)
+            if reason is None:
+                correlation[m][s] = float(correlation_matrix(res.maps, out).mean())
+            else:
+                undefined.setdefault(m, {})[s] = reason
+    return BottleneckResult(layer, -1 if unit is None else int(unit), correlation, maps, undefined)

@@ -76,6 +76,12 @@ def summary(result: dict) -> list[str]:
         else f"{result['layer']} unit {unit} ({result['at']})"
     lines = [f"{result['image']}: {what}, {result['rectifiers']} rectifiers rewritten"]
     lines += [f"  {m:9s} selectivity {result['selectivity'][m]:+.3f}   bottleneck random "
-              f"{result['bottleneck'][m]['random']:+.3f} constant {result['bottleneck'][m]['constant']:+.3f}"
+              f"{_score(result['bottleneck'][m], 'random')} constant {_score(result['bottleneck'][m], 'constant')}"
               for m in result["methods"]]
     return lines
+
+
+def _score(scores: dict, signal: str) -> str:
+    """A bottleneck correlation, or 'undefined' where a map had no variation (no number was measured)."""
+    value = scores.get(signal)
+    return "undefined (a map without variation)" if value is None else f"{value:+.3f}"
