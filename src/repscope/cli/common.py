@@ -119,17 +119,6 @@ def sweep_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def seed(args: argparse.Namespace) -> torch.Generator:
-    """Seed torch's global generator from ``--seed`` and return a generator seeded the same way.
-
-    Deprecated: the repscope commands no longer call it (randomness goes through generators, and
-    :func:`load_model` seeds random weights in a fork of the global state); ``stitch`` and
-    ``similarity`` still do.
-    """
-    torch.manual_seed(args.seed)
-    return torch.Generator().manual_seed(args.seed)
-
-
 def load_model(args: argparse.Namespace) -> Model:
     """The model named by ``--model`` (with ``--weights`` / ``--random-init``) on ``--device``.
 

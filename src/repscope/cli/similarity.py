@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> dict:
     from ..images import NATURAL_SAMPLES, expand_specs
     from .stitch import _stages
 
-    common.seed(args)
     names = args.model or ["efficientnet_lite0"]
     if len(names) > 2:
         raise RepscopeError(f"--model given {len(names)} times; similarity compares two networks. "

@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+
 from .. import io
 from ..bounds import OPTIONS
 from ..crops import crop_data
@@ -51,8 +54,12 @@ def register(subparsers) -> None:
 
 
 def parse_spec(spec: str, option: str, need_layer: bool, random_init: bool = False,
-               device=None) -> tuple[Model, str, str]:
-    """``MODEL:LAYER`` → (model, model name, layer); HOG needs no layer (its output, ``logits``)."""
+               device=None, seed: int = 0) -> tuple[Model, str, str]:
+    """``MODEL:LAYER`` → (model, model name, layer); HOG needs no layer (its output, ``logits``).
+
+    Random weights (``random_init``) are drawn with ``seed`` in a fork of torch's global generator,
+    so the caller's random state is left as it was.
+    """
     name, layer = spec, None
     if ":" in spec:
         head, tail = spec.rsplit(":", 1)
@@ -65,7 +72,9 @@ def parse_spec(spec: str, option: str, need_layer: bool, random_init: bool = Fal
                             "efficientnet_lite0:blocks.3), or --layers matched to sweep stages.")
     if not need_layer and layer and not name.startswith("hog"):
         raise RepscopeError(f"{option} '{spec}' names a layer, but --layers matched picks them. Give {option} MODEL.")
-    model = load(name, device=device, random_init=random_init)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = load(name, device=device, random_init=random_init)
     if layer and layer != LOGITS:
         get_module(model, layer)
     return model, name, layer or ""
@@ -104,11 +113,10 @@ def _stages(model: Model) -> list[tuple[str, int]]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    common.seed(args)
     matched = args.layers == "matched"
     dev = common.device(args)
-    model_a, name_a, layer_a = parse_spec(args.source, "--from", not matched, args.random_init == "from", dev)
-    model_b, name_b, layer_b = parse_spec(args.target, "--to", not matched, args.random_init == "to", dev)
+    model_a, name_a, layer_a = parse_spec(args.source, "--from", not matched, args.random_init == "from", dev, args.seed)
+    model_b, name_b, layer_b = parse_spec(args.target, "--to", not matched, args.random_init == "to", dev, args.seed)
     if name_b.startswith("hog"):
         raise ModelError(f"--to '{name_b}' is not a classifier; stitching measures agreement with B's classes. "
                          "Use a classification network for --to.")
