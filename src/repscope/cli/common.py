@@ -107,15 +107,15 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def sweep_settings(args: argparse.Namespace) -> dict:
     """The options that determine a sweep's results (what ``--resume`` must find unchanged), and under
-    ``inputs`` the content hash (:func:`repscope.images.content_hash`) of the image ``args.image`` names:
+    ``inputs`` the content hash (:func:`repscope.images.content_hash`) of each image ``args.image`` names:
     a photo replaced under the same name refuses ``--resume`` instead of mixing two images' results."""
-    from ..images import content_hash, load_image
+    from ..images import content_hash, expand_specs, load_image
     from ..sweep import INPUTS
 
     ignored = {"run", "json", "quiet", "debug", "overwrite", "resume", "out", "device", "command", "threads"}
     settings = {k: v for k, v in vars(args).items() if k not in ignored and k not in EXECUTION_OPTIONS}
-    if isinstance(getattr(args, "image", None), str):
-        settings[INPUTS] = {args.image: content_hash(load_image(args.image))}
+    if isinstance(getattr(args, "image", None), str):  # a file, a sample, or a folder of them
+        settings[INPUTS] = {spec: content_hash(load_image(spec)) for spec in expand_specs(args.image)}
     return settings
 
 
