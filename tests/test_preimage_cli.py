@@ -94,3 +94,16 @@ def test_help_has_examples_and_sample_names(capsys):
     text = capsys.readouterr().out
     assert "examples:\n  repscope invert sample:chelsea --layer blocks.3" in text and "sample:NAME" in text
     assert "``" not in text and "2 smooth (default)" in text and "papers' momentum AdaGrad (default)" in text
+
+
+def test_maximize_and_saliency_help_have_examples_without_markup(capsys):
+    import pytest
+
+    from repscope.cli import build_parser
+
+    for command in ("maximize", "saliency", "caricature"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        assert f"examples:\n  repscope {command} " in text and "``" not in text
+        assert ("sample:NAME" in text) == (command != "maximize")

@@ -14,7 +14,7 @@ import argparse
 from ..bounds import OPTIONS
 from ..errors import LayerError
 from . import common
-from .preimage_common import add_preimage_arguments, preimage_config
+from .preimage_common import add_preimage_arguments, examples, preimage_config
 
 
 def parse_unit(text: str) -> int | tuple[int, int, int]:
@@ -31,13 +31,18 @@ def parse_unit(text: str) -> int | tuple[int, int, int]:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("maximize", help="synthesise images that maximise units of a layer",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "maximize", help="synthesise images that maximise units of a layer",
+        description="Synthesise images that excite units of a layer: a channel K, or a neuron K,I,J.",
+        epilog=examples("repscope maximize --layer blocks.4 --unit 3 --unit 17",
+                        "repscope maximize --layer logits --unit 207 --iters 400 --transfer-to torchvision:resnet18",
+                        "repscope maximize --layer blocks.2 --unit 5,10,10 --spatial center", image=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layer", required=True, action=common.Once, help="layer name (logits for classes)")
     parser.add_argument("--unit", action="append", required=True, type=parse_unit, help="K or K,I,J (repeat)")
     parser.add_argument("--spatial", choices=["mean", "center"], default="mean",
-                        help="channel units: average over space or the centre cell")
-    parser.add_argument("--batch", type=OPTIONS["--batch"], default=16, help="units optimised together")
+                        help="channel units: average over space (default) or the centre cell")
+    parser.add_argument("--batch", type=OPTIONS["--batch"], default=16, help="units optimised together (default 16)")
     parser.add_argument("--transfer-to", default=None, metavar="MODEL[,MODEL...]",
                         help="with --layer logits: classify each saved image with these other networks and record "
                              "where its class ranks (repscope.naturalness.transfer_to)")

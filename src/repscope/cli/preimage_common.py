@@ -50,9 +50,9 @@ IMAGE_HELP = ("IMAGE is a file (PNG, JPEG, ...) or sample:NAME, a photo shipped 
               "(sample:chelsea, sample:astronaut, sample:coffee, ...).")
 
 
-def examples(*lines: str) -> str:
-    """An epilog for ``--help``: examples (one command per line) and :data:`IMAGE_HELP`."""
-    return "examples:\n" + "".join(f"  {line}\n" for line in lines) + "\n" + IMAGE_HELP
+def examples(*lines: str, image: bool = True) -> str:
+    """An epilog for ``--help``: examples (one command per line) and, for a command on an image, :data:`IMAGE_HELP`."""
+    return "examples:\n" + "".join(f"  {line}\n" for line in lines) + ("\n" + IMAGE_HELP if image else "")
 
 
 def default_out_help(parser: argparse.ArgumentParser, text: str) -> None:

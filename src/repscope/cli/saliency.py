@@ -15,6 +15,7 @@ import argparse
 
 from ..bounds import OPTIONS
 from . import common
+from .preimage_common import examples
 
 METHODS = ("gradient", "deconvnet", "guided")
 
@@ -22,7 +23,11 @@ METHODS = ("gradient", "deconvnet", "guided")
 def register(subparsers) -> None:
     p = subparsers.add_parser("saliency", help="gradient / deconvnet / guided backprop maps",
                               description="Gradient, DeConvNet and guided-backprop maps of a class logit or of a "
-                                          "layer's unit, with neuron selectivity and the bottleneck analysis.")
+                                          "layer's unit, with neuron selectivity and the bottleneck analysis.",
+                              epilog=examples("repscope saliency sample:chelsea",
+                                              "repscope saliency sample:coffee --method guided --class espresso",
+                                              "repscope saliency photo.jpg --layer blocks.5 --unit 56"),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="image file or sample:NAME")
     p.add_argument("--method", action="append", choices=METHODS,
                    help="backward rule; repeat for a side-by-side grid (default: all three)")
