@@ -374,7 +374,7 @@ def test_nan_during_optimisation_keeps_finished_items_and_last_good_image(tmp_pa
     code = main(["invert", "sample:chelsea", "--layer", "conv_stem", "--layer", "blocks.0", "--iters", "12",
                  "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and re.search(r"NaN/Inf at iteration \d+", err) and "last good" in err
+    assert code == 3 and err.count("\n") == 1 and re.search(r"NaN/Inf at iteration \d+", err) and "last good" in err
     record = json.loads((out / "result.json").read_text())
     assert list(record["items"]) == ["conv_stem"] and record["complete"] is False
     assert (out / "invert_conv_stem.png").is_file() and (out / "invert_blocks.0.last-good.png").is_file()

@@ -1,7 +1,8 @@
 """The ``repscope`` command: one entry point, one module per subcommand (see docs/ARCHITECTURE.md).
 
-Errors a user can fix print one line (``repscope: error: ...``) and exit with status 2;
-Ctrl-C exits with 130 after finished items have been kept. ``--debug`` shows tracebacks.
+Errors a user can fix print one line (``repscope: error: ...``) and exit with status 2; a sweep
+whose items ran but some failed (recorded under ``failed`` in result.json) exits with 3; Ctrl-C
+exits with 130 after finished items have been kept. ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from ..errors import OutputError, RepscopeError
 from ..memory import retain_freed_memory
-from ..sweep import release_output_lock
+from ..sweep import ItemsFailed, release_output_lock
 from ..threads import torch_threads
 
 #: The subcommands, in the order ``repscope --help`` lists them; each is the module
@@ -27,6 +28,9 @@ SUBCOMMANDS = (
     "report", "demo",
 )
 
+
+#: exit status of a sweep that ran to its end with some items recorded as failed (`--resume` retries them)
+ITEMS_FAILED = 3
 
 #: errno values of a failed write to stdout; every result *file* write turns them into an OutputError
 _STDOUT_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
@@ -65,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, the status a shell reports for such a tool
     except SystemExit as stop:  # --help, --version, or a one-line usage error
         return int(stop.code or 0)
+    except ItemsFailed as err:  # the sweep ran to its end, but some items are recorded as failed
+        if debug:
+            raise
+        print(f"repscope: error: {err}", file=sys.stderr)
+        return ITEMS_FAILED
     except RepscopeError as err:
         if debug:
             raise
