@@ -39,13 +39,7 @@ BLOCKS = python_blocks(README.read_text(encoding="utf-8")) if README.is_file() e
 
 #: examples known not to run as written, by a phrase they contain, and why (reported to the README's
 #: editor; once the example is fixed the phrase is gone and the test runs it normally)
-KNOWN_WRONG = {
-    "g.cell_centre(i, j)": "uses i and j that the example never defines",
-    "config=natural)": "uses Representation and model that the example never imports or defines",
-    "y = net(inputs)": "uses model, x, net and inputs that the example never defines",
-    "linear_cka(X, Y": "uses a, b, X and Y that the example never defines",
-    "detector.detect(image01)": "uses image01 that the example never defines (after minutes of training)",
-}
+KNOWN_WRONG: dict[str, str] = {}  # e.g. {"y = net(inputs)": "uses net and inputs that it never defines"}
 
 
 def _param(line: int, code: str):
