@@ -84,6 +84,18 @@ def _maximize(lite0, out, executor=None, resume=False):
                           config=PreimageConfig(iters=4), seed=3, resume=resume, executor=executor)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The local reference runs with the one torch thread each Ray task gets (``cpus_per_item=1``):
+    float sums depend on the thread count, so equal numbers need equal counts."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def local_maximize(lite0, tmp_path_factory):
     """The 4-unit sweep on the local executor: its result and PNG bytes (the reference of every Ray run)."""
